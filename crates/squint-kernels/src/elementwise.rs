@@ -1,0 +1,376 @@
+//! Row-wise and element-wise float kernels: softmax, GELU, LayerNorm.
+//!
+//! Each kernel is written once as plain Rust over 16-lane arrays, then compiled three times
+//! (AVX-512, AVX2, baseline) and picked by [`crate::isa`]. Rust never contracts or
+//! reassociates float operations, so all three give bit-identical results; the fixed lane
+//! order makes the reductions identical too.
+
+use crate::dispatch::Isa;
+
+const LANES: usize = 16;
+
+/// Defines a public function that runs `$generic` compiled for the best ISA available.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),*) => $generic:ident;) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                fn wide($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn narrow($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                match crate::isa() {
+                    // SAFETY: `isa()` returns Avx512Vnni only when avx512f/bw/vl were detected.
+                    Isa::Avx512Vnni => return unsafe { wide($($arg),*) },
+                    // SAFETY: `isa()` returns these only when avx2 and fma were detected.
+                    Isa::Avx2 | Isa::AvxVnni => return unsafe { narrow($($arg),*) },
+                    Isa::Scalar => {}
+                }
+            }
+            #[allow(unreachable_code)]
+            $generic($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// In place: `x = softmax(x)` over the whole slice (numerically stable, max subtracted).
+    pub fn softmax_in_place(x: &mut [f32]) => softmax_generic;
+}
+
+multiversion! {
+    /// In place: `x = x·Φ(x)`, the exact GELU of BERT (`hidden_act: "gelu"`), via erf.
+    pub fn gelu_erf_in_place(x: &mut [f32]) => gelu_erf_generic;
+}
+
+multiversion! {
+    /// In place: the tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    pub fn gelu_tanh_in_place(x: &mut [f32]) => gelu_tanh_generic;
+}
+
+multiversion! {
+    /// In place: `x = max(x, 0)`.
+    pub fn relu_in_place(x: &mut [f32]) => relu_generic;
+}
+
+multiversion! {
+    /// In place over one row: `x = LayerNorm(x + bias) · gamma + beta` with variance epsilon `eps`.
+    /// `bias` is the preceding linear layer's bias, folded here to save a pass over memory.
+    pub fn bias_layer_norm_in_place(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32)
+        => bias_layer_norm_generic;
+}
+
+multiversion! {
+    /// In place: `x = x + y` element-wise (`y` as long as `x`).
+    pub fn add_in_place(x: &mut [f32], y: &[f32]) => add_generic;
+}
+
+/// `e^x` to within ~2 ulp for x in [-87, 88] (clamped outside), branch-free so it vectorises.
+/// Range reduction x = n·ln2 + r, |r| ≤ ln2/2, then the degree-7 Taylor polynomial of e^r.
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln2 split so that n·LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding then subtracting 1.5·2^23 rounds to the nearest integer for |t| < 2^22.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 / 5040.0;
+    let p = p * r + 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    // n is an integer in [-126, 127] after the clamp: build 2^n from its exponent bits.
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// `erfc(z)` for z ≥ 0, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
+#[inline(always)]
+fn erfc_nonneg(z: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A1: f32 = 0.254_829_6;
+    const A2: f32 = -0.284_496_74;
+    const A3: f32 = 1.421_413_8;
+    const A4: f32 = -1.453_152;
+    const A5: f32 = 1.061_405_4;
+    let t = 1.0 / (1.0 + P * z);
+    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+    poly * exp_approx(-z * z)
+}
+
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    // Φ(x) = erfc(-x/√2)/2; use erfc on |x| so that negative inputs keep full relative precision.
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let q = erfc_nonneg(z);
+    let two_phi = if x >= 0.0 { 2.0 - q } else { q };
+    0.5 * x * two_phi
+}
+
+#[inline(always)]
+fn gelu_tanh(x: f32) -> f32 {
+    // 0.5·x·(1 + tanh(u)) = x / (1 + e^{-2u}), u = √(2/π)·(x + 0.044715·x³).
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    x / (1.0 + exp_approx(-2.0 * u))
+}
+
+#[inline(always)]
+fn reduce(acc: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = LANES;
+    let mut acc = acc;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] = op(acc[i], acc[i + width]);
+        }
+    }
+    acc[0]
+}
+
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    let mut s = reduce(acc, |a, b| a + b);
+    for v in rest {
+        s += v;
+    }
+    s
+}
+
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    let mut m = reduce(acc, f32::max);
+    for v in rest {
+        m = m.max(*v);
+    }
+    m
+}
+
+#[inline(always)]
+fn softmax_generic(x: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let max = lane_max(x);
+    for v in x.iter_mut() {
+        *v = exp_approx(*v - max);
+    }
+    let inv = 1.0 / lane_sum(x);
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[inline(always)]
+fn gelu_erf_generic(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_erf(*v);
+    }
+}
+
+#[inline(always)]
+fn gelu_tanh_generic(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_tanh(*v);
+    }
+}
+
+#[inline(always)]
+fn relu_generic(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = v.max(0.0);
+    }
+}
+
+#[inline(always)]
+fn add_generic(x: &mut [f32], y: &[f32]) {
+    assert_eq!(x.len(), y.len(), "add_in_place: lengths differ");
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += *b;
+    }
+}
+
+#[inline(always)]
+fn bias_layer_norm_generic(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = x.len();
+    assert!(
+        bias.len() == n && gamma.len() == n && beta.len() == n,
+        "bias_layer_norm_in_place: parameter lengths differ from the row"
+    );
+    if n == 0 {
+        return;
+    }
+    for (v, b) in x.iter_mut().zip(bias) {
+        *v += *b;
+    }
+    let mean = lane_sum(x) / n as f32;
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    let mut ss = reduce(acc, |a, b| a + b);
+    for v in rest {
+        let d = v - mean;
+        ss += d * d;
+    }
+    let inv_std = 1.0 / (ss / n as f32 + eps).sqrt();
+    for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv_std * *g + *b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn erf64(x: f64) -> f64 {
+        libm::erf(x)
+    }
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = exp_approx(x) as f64;
+            let want = (x as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!(exp_approx(-1e4) < 1e-37);
+        assert!(exp_approx(f32::NEG_INFINITY) >= 0.0);
+    }
+
+    #[test]
+    fn gelu_erf_matches_reference() {
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            let want = 0.5 * x as f64 * (1.0 + erf64(x as f64 / std::f64::consts::SQRT_2));
+            let got = gelu_erf(x) as f64;
+            assert!((got - want).abs() < 2e-6, "gelu({x}) = {got}, want {want}");
+            x += 0.00731;
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_matches_reference() {
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            let xf = x as f64;
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (xf + 0.044715 * xf * xf * xf);
+            let want = 0.5 * xf * (1.0 + u.tanh());
+            let got = gelu_tanh(x) as f64;
+            assert!((got - want).abs() < 2e-6, "gelu_tanh({x}) = {got}, want {want}");
+            x += 0.00731;
+        }
+    }
+
+    fn softmax_ref(x: &[f32]) -> Vec<f64> {
+        let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = x.iter().map(|v| (*v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    fn layer_norm_ref(x: &[f32], bias: &[f32], g: &[f32], b: &[f32], eps: f32) -> Vec<f64> {
+        let y: Vec<f64> = x.iter().zip(bias).map(|(a, c)| *a as f64 + *c as f64).collect();
+        let n = y.len() as f64;
+        let mean = y.iter().sum::<f64>() / n;
+        let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        y.iter()
+            .zip(g.iter().zip(b))
+            .map(|(v, (g, b))| (v - mean) * inv * *g as f64 + *b as f64)
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn softmax_matches_reference(x in proptest::collection::vec(-30.0f32..30.0, 1..300)) {
+            let want = softmax_ref(&x);
+            let mut got = x.clone();
+            softmax_in_place(&mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+            }
+        }
+
+        #[test]
+        fn layer_norm_matches_reference(rows in proptest::collection::vec(-8.0f32..8.0, 1..800), eps in 1e-12f32..1e-3) {
+            let n = rows.len();
+            let bias: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + (i as f32 * 0.11).cos()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.1).collect();
+            let want = layer_norm_ref(&rows, &bias, &g, &b, eps);
+            let mut got = rows.clone();
+            bias_layer_norm_in_place(&mut got, &bias, &g, &b, eps);
+            for (x, w) in got.iter().zip(&want) {
+                prop_assert!((*x as f64 - w).abs() < 1e-4 * (1.0 + w.abs()), "{x} vs {w}");
+            }
+        }
+
+        /// The dispatched (SIMD) build and the plain generic build agree bit for bit.
+        #[test]
+        fn dispatched_equals_generic(x in proptest::collection::vec(-20.0f32..20.0, 0..200)) {
+            let mut a = x.clone();
+            let mut b = x.clone();
+            gelu_erf_in_place(&mut a);
+            gelu_erf_generic(&mut b);
+            prop_assert_eq!(&a, &b);
+            let mut a = x.clone();
+            let mut b = x.clone();
+            softmax_in_place(&mut a);
+            softmax_generic(&mut b);
+            prop_assert_eq!(&a, &b);
+            let mut a = x.clone();
+            let mut b = x.clone();
+            gelu_tanh_in_place(&mut a);
+            gelu_tanh_generic(&mut b);
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn relu_and_add() {
+        let mut x = vec![-1.0, 0.0, 2.5];
+        relu_in_place(&mut x);
+        assert_eq!(x, vec![0.0, 0.0, 2.5]);
+        add_in_place(&mut x, &[1.0, 1.0, 1.0]);
+        assert_eq!(x, vec![1.0, 1.0, 3.5]);
+    }
+}

@@ -1,0 +1,13 @@
+//! Numeric kernels for squint: matrix multiplication, activations, softmax and layer
+//! normalisation over plain `f32` slices, with the instruction set chosen once per process.
+//!
+//! This crate knows nothing of BERT, tokens or files; it is the only crate of the workspace
+//! allowed to contain `unsafe` (SIMD and the GEMM back end), and every such block has a test
+//! against a plain scalar reference.
+
+pub mod dispatch;
+pub mod elementwise;
+pub mod matmul;
+
+pub use dispatch::{isa, Isa};
+pub use matmul::{matmul, MatMut, MatRef, MatmulError, Parallelism};
