@@ -1,0 +1,33 @@
+//! squint's model and pipeline: BERT checkpoints (config, tokenizer, weights), windows over long
+//! contexts, the encoder, and span decoding into answers with character offsets.
+//!
+//! No HTTP, no S3, no command line: hosts (CLI, cloud server, edge guest, browser module) hand
+//! it bytes or a directory and get [`Answer`]s back. Compiles for native and wasm32.
+
+#![deny(unsafe_code)]
+
+pub mod bert;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod linear;
+pub mod params;
+pub mod pipeline;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pytorch;
+pub mod random;
+pub mod tokenizer;
+pub mod weights;
+pub mod window;
+
+pub use bert::{Batch, Bert, Workspace};
+pub use config::{Activation, BertConfig};
+pub use decode::Answer;
+pub use error::{Error, Result};
+pub use exec::Executor;
+pub use files::{ModelFiles, TokenizerFiles, WeightsFile};
+pub use params::QaParams;
+pub use pipeline::{Pipeline, PipelineOptions, WindowedLogits};
+pub use tokenizer::QaTokenizer;

@@ -5,6 +5,7 @@
 //! reassociates float operations, so all three give bit-identical results; the fixed lane
 //! order makes the reductions identical too.
 
+#[cfg(target_arch = "x86_64")]
 use crate::dispatch::Isa;
 
 const LANES: usize = 16;
@@ -59,10 +60,9 @@ multiversion! {
 }
 
 multiversion! {
-    /// In place over one row: `x = LayerNorm(x + bias) · gamma + beta` with variance epsilon `eps`.
-    /// `bias` is the preceding linear layer's bias, folded here to save a pass over memory.
-    pub fn bias_layer_norm_in_place(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32)
-        => bias_layer_norm_generic;
+    /// In place over one row: `x = (x - mean) / sqrt(var + eps) · gamma + beta`.
+    pub fn layer_norm_in_place(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32)
+        => layer_norm_generic;
 }
 
 multiversion! {
@@ -219,17 +219,14 @@ fn add_generic(x: &mut [f32], y: &[f32]) {
 }
 
 #[inline(always)]
-fn bias_layer_norm_generic(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn layer_norm_generic(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = x.len();
     assert!(
-        bias.len() == n && gamma.len() == n && beta.len() == n,
-        "bias_layer_norm_in_place: parameter lengths differ from the row"
+        gamma.len() == n && beta.len() == n,
+        "layer_norm_in_place: parameter lengths differ from the row"
     );
     if n == 0 {
         return;
-    }
-    for (v, b) in x.iter_mut().zip(bias) {
-        *v += *b;
     }
     let mean = lane_sum(x) / n as f32;
     let mut acc = [0.0f32; LANES];
@@ -307,8 +304,8 @@ mod tests {
         e.iter().map(|v| v / s).collect()
     }
 
-    fn layer_norm_ref(x: &[f32], bias: &[f32], g: &[f32], b: &[f32], eps: f32) -> Vec<f64> {
-        let y: Vec<f64> = x.iter().zip(bias).map(|(a, c)| *a as f64 + *c as f64).collect();
+    fn layer_norm_ref(x: &[f32], g: &[f32], b: &[f32], eps: f32) -> Vec<f64> {
+        let y: Vec<f64> = x.iter().map(|a| *a as f64).collect();
         let n = y.len() as f64;
         let mean = y.iter().sum::<f64>() / n;
         let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -333,12 +330,11 @@ mod tests {
         #[test]
         fn layer_norm_matches_reference(rows in proptest::collection::vec(-8.0f32..8.0, 1..800), eps in 1e-12f32..1e-3) {
             let n = rows.len();
-            let bias: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
             let g: Vec<f32> = (0..n).map(|i| 1.0 + (i as f32 * 0.11).cos()).collect();
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.1).collect();
-            let want = layer_norm_ref(&rows, &bias, &g, &b, eps);
+            let want = layer_norm_ref(&rows, &g, &b, eps);
             let mut got = rows.clone();
-            bias_layer_norm_in_place(&mut got, &bias, &g, &b, eps);
+            layer_norm_in_place(&mut got, &g, &b, eps);
             for (x, w) in got.iter().zip(&want) {
                 prop_assert!((*x as f64 - w).abs() < 1e-4 * (1.0 + w.abs()), "{x} vs {w}");
             }

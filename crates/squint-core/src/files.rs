@@ -1,0 +1,104 @@
+//! The files of a model directory, as bytes: what every host hands to [`crate::Pipeline`].
+//! Reading them from disk (memory-mapped) is the native-only part, in [`ModelFiles::from_dir`].
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::{Error, Result};
+
+/// Bytes of a weights file: owned (wasm hosts, tests) or memory-mapped (native).
+#[derive(Debug)]
+pub enum Bytes {
+    Owned(Vec<u8>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(memmap2::Mmap),
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            #[cfg(not(target_arch = "wasm32"))]
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// The tokenizer definition: `tokenizer.json`, or `vocab.txt` with optional `tokenizer_config.json`.
+#[derive(Debug)]
+pub enum TokenizerFiles {
+    Json(Vec<u8>),
+    Vocab { vocab: Vec<u8>, tokenizer_config: Option<Vec<u8>> },
+}
+
+/// The weights: a safetensors file, or (native only) a PyTorch pickle checkpoint on disk.
+#[derive(Debug)]
+pub enum WeightsFile {
+    Safetensors { name: String, bytes: Bytes },
+    #[cfg(not(target_arch = "wasm32"))]
+    PyTorch(std::path::PathBuf),
+}
+
+/// Everything needed to build a pipeline: `config.json`, the tokenizer and the weights.
+#[derive(Debug)]
+pub struct ModelFiles {
+    pub config: Vec<u8>,
+    pub tokenizer: TokenizerFiles,
+    pub weights: WeightsFile,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelFiles {
+    /// Reads a Hugging Face model directory. `tokenizer.json` is preferred over `vocab.txt`,
+    /// `model.safetensors` (memory-mapped) over `pytorch_model.bin`.
+    pub fn from_dir(dir: &std::path::Path) -> Result<ModelFiles> {
+        if !dir.is_dir() {
+            return Err(Error::Io { path: dir.display().to_string(), message: "not a directory".into() });
+        }
+        let read = |name: &str| -> Result<Option<Vec<u8>>> {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::Io { path: path.display().to_string(), message: e.to_string() }),
+            }
+        };
+        let config = read("config.json")?.ok_or_else(|| Error::Io {
+            path: dir.join("config.json").display().to_string(),
+            message: "missing: a model directory needs config.json".into(),
+        })?;
+        let tokenizer = if let Some(json) = read("tokenizer.json")? {
+            TokenizerFiles::Json(json)
+        } else if let Some(vocab) = read("vocab.txt")? {
+            TokenizerFiles::Vocab { vocab, tokenizer_config: read("tokenizer_config.json")? }
+        } else {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                message: "no tokenizer: expected tokenizer.json or vocab.txt".into(),
+            });
+        };
+        let safetensors = dir.join("model.safetensors");
+        let weights = if safetensors.is_file() {
+            WeightsFile::Safetensors { name: "model.safetensors".into(), bytes: map_file(&safetensors)? }
+        } else if dir.join("pytorch_model.bin").is_file() {
+            WeightsFile::PyTorch(dir.join("pytorch_model.bin"))
+        } else {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                message: "no weights: expected model.safetensors or pytorch_model.bin".into(),
+            });
+        };
+        Ok(ModelFiles { config, tokenizer, weights })
+    }
+}
+
+/// Memory-maps a file read-only.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(unsafe_code)]
+fn map_file(path: &std::path::Path) -> Result<Bytes> {
+    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and private to this process; the one hazard is another
+    // process truncating the file while it is mapped, which the loader cannot prevent (as for
+    // every mmap-based safetensors reader). Weights are copied out during loading.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    Ok(Bytes::Mapped(map))
+}

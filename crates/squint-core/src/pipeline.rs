@@ -1,0 +1,151 @@
+//! The question-answering pipeline: tokenize, window, encode in batches, decode. The same
+//! object serves the CLI, the servers and the wasm builds.
+
+use std::sync::Mutex;
+
+use crate::bert::{Batch, Bert, Workspace};
+use crate::config::BertConfig;
+use crate::decode::{decode, Answer, WindowLogits};
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::files::{ModelFiles, WeightsFile};
+use crate::params::QaParams;
+use crate::tokenizer::QaTokenizer;
+use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
+use crate::window::Windows;
+
+/// How a pipeline runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineOptions {
+    /// Threads for one forward pass (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Windows encoded together in one forward pass.
+    pub batch: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions { threads: None, batch: 4 }
+    }
+}
+
+/// Windows of one question with the start/end logits of each window.
+#[derive(Clone, Debug)]
+pub struct WindowedLogits {
+    pub windows: Windows,
+    /// `(start, end)` logits per window, one value per window token.
+    pub logits: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// A loaded model ready to answer questions.
+#[derive(Debug)]
+pub struct Pipeline {
+    tokenizer: QaTokenizer,
+    model: Bert,
+    exec: Executor,
+    workspace: Mutex<Workspace>,
+    batch: usize,
+}
+
+/// Loads the encoder from a model directory's weights.
+pub fn load_model(config: &BertConfig, weights: &WeightsFile) -> Result<Bert> {
+    let load = |source: &dyn TensorSource| Bert::load(config, &WeightReader::new(source));
+    match weights {
+        WeightsFile::Safetensors { name, bytes } => load(&SafetensorsSource::new(name, bytes.as_ref())?),
+        #[cfg(not(target_arch = "wasm32"))]
+        WeightsFile::PyTorch(path) => load(&crate::pytorch::read_pytorch(path)?),
+    }
+}
+
+impl Pipeline {
+    /// Builds a pipeline from a model directory's files.
+    pub fn load(files: &ModelFiles, options: PipelineOptions) -> Result<Pipeline> {
+        let config = BertConfig::from_json(&files.config, "config.json")?;
+        let tokenizer = QaTokenizer::from_files(&files.tokenizer)?;
+        let model = load_model(&config, &files.weights)?;
+        Self::new(tokenizer, model, options)
+    }
+
+    /// Reads and loads a Hugging Face model directory.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: &std::path::Path, options: PipelineOptions) -> Result<Pipeline> {
+        Self::load(&ModelFiles::from_dir(dir)?, options)
+    }
+
+    /// Puts a tokenizer and a model together, checking that they agree.
+    pub fn new(tokenizer: QaTokenizer, model: Bert, options: PipelineOptions) -> Result<Pipeline> {
+        if options.batch == 0 {
+            return Err(Error::parameter("batch", "must be at least 1"));
+        }
+        let max_id = tokenizer.max_token_id();
+        if max_id as usize >= model.config().vocab_size {
+            return Err(Error::Tokenizer {
+                file: "tokenizer".into(),
+                message: format!(
+                    "token id {max_id} does not fit the model's vocabulary of {} (config.json vocab_size)",
+                    model.config().vocab_size
+                ),
+            });
+        }
+        Ok(Pipeline {
+            tokenizer,
+            model,
+            exec: Executor::new(options.threads)?,
+            workspace: Mutex::new(Workspace::default()),
+            batch: options.batch,
+        })
+    }
+
+    pub fn model(&self) -> &Bert {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &QaTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.exec
+    }
+
+    /// Answers `question` from `context`: up to `top_k` answers, best first.
+    pub fn answer(&self, question: &str, context: &str, params: &QaParams) -> Result<Vec<Answer>> {
+        let resolved = params.resolve(self.model.config().max_position_embeddings)?;
+        let forward = self.window_logits(question, context, params)?;
+        let logits: Vec<WindowLogits<'_>> =
+            forward.logits.iter().map(|(s, e)| WindowLogits { start: s, end: e }).collect();
+        Ok(decode(&forward.windows, &logits, context, &resolved))
+    }
+
+    /// Tokenizes, windows and encodes; returns every window's logits (for oracles and tools).
+    pub fn window_logits(&self, question: &str, context: &str, params: &QaParams) -> Result<WindowedLogits> {
+        if !self.model.has_qa_head() {
+            return Err(Error::NoQaHead);
+        }
+        let resolved = params.resolve(self.model.config().max_position_embeddings)?;
+        let windows = Windows::plan(&self.tokenizer, question, context, &resolved)?;
+        let mut logits = Vec::with_capacity(windows.len());
+        let mut ws = self.workspace.lock().map_err(|_| Error::Threads("workspace lock poisoned".into()))?;
+        let indices: Vec<usize> = (0..windows.len()).collect();
+        for group in indices.chunks(self.batch) {
+            let seq_len = group.iter().map(|&w| windows.seq_len(w)).max().unwrap_or(0);
+            let pad = self.tokenizer.special().pad;
+            let mut ids = vec![pad; group.len() * seq_len];
+            let mut types = vec![0u32; group.len() * seq_len];
+            let mut lengths = Vec::with_capacity(group.len());
+            for (row, &w) in group.iter().enumerate() {
+                let span = row * seq_len..(row + 1) * seq_len;
+                windows.fill(w, &mut ids[span.clone()], &mut types[span]);
+                lengths.push(windows.seq_len(w));
+            }
+            let batch = Batch { ids: &ids, types: &types, lengths: &lengths, seq_len };
+            let (start, end) = self.model.qa_logits(&batch, &mut ws, &self.exec)?;
+            for (row, &len) in lengths.iter().enumerate() {
+                let span = row * seq_len..row * seq_len + len;
+                logits.push((start[span.clone()].to_vec(), end[span].to_vec()));
+            }
+        }
+        Ok(WindowedLogits { windows, logits })
+    }
+}
+

@@ -1,0 +1,68 @@
+//! Deterministic random BERT weights of a given shape, for benchmarks and tests: no checkpoint
+//! of that size can be downloaded here, and speed does not depend on the values.
+
+use crate::config::BertConfig;
+use crate::weights::{InMemorySource, Tensor};
+
+/// SplitMix64: tiny, seedable, good enough for weights.
+#[derive(Debug)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-a, a].
+    fn uniform(&mut self, a: f32) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+    }
+}
+
+/// All tensors of a `BertForQuestionAnswering` of `config`'s shape, with weights uniform in
+/// ±0.0346 (standard deviation 0.02, BERT's initializer range), LayerNorm at identity.
+pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
+    let mut rng = SplitMix(seed);
+    let mut src = InMemorySource::new("random weights");
+    let mut put = |name: String, shape: Vec<usize>, kind: char| {
+        let n = shape.iter().product();
+        let data = match kind {
+            'w' => (0..n).map(|_| rng.uniform(0.0346)).collect(),
+            'o' => vec![1.0; n],
+            _ => vec![0.0; n],
+        };
+        src.insert(name, Tensor { shape, data });
+    };
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    put("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h], 'w');
+    put("bert.embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h], 'w');
+    put("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h], 'w');
+    let norm = |put: &mut dyn FnMut(String, Vec<usize>, char), p: &str| {
+        put(format!("{p}.weight"), vec![h], 'o');
+        put(format!("{p}.bias"), vec![h], 'z');
+    };
+    norm(&mut put, "bert.embeddings.LayerNorm");
+    for l in 0..config.num_hidden_layers {
+        let p = format!("bert.encoder.layer.{l}");
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", i, h),
+            ("output.dense", h, i),
+        ] {
+            put(format!("{p}.{name}.weight"), vec![out, inp], 'w');
+            put(format!("{p}.{name}.bias"), vec![out], 'w');
+        }
+        norm(&mut put, &format!("{p}.attention.output.LayerNorm"));
+        norm(&mut put, &format!("{p}.output.LayerNorm"));
+    }
+    put("qa_outputs.weight".into(), vec![2, h], 'w');
+    put("qa_outputs.bias".into(), vec![2], 'z');
+    src
+}
