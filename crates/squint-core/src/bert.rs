@@ -1,7 +1,9 @@
 //! The BERT encoder, top to bottom: embeddings, N × (self-attention, feed-forward), and the
 //! question-answering head. Reads like the architecture; the arithmetic is in squint-kernels.
 
-use squint_kernels::elementwise::{gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place};
+use squint_kernels::elementwise::{
+    gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place,
+};
 use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
 
 use crate::config::{Activation, BertConfig};
@@ -78,7 +80,12 @@ impl Layer {
         Ok(Layer {
             qkv: Linear::from_torch(&w, b, 3 * h, h),
             attention_output: linear(r, &format!("{p}.attention.output.dense"), h, h)?,
-            attention_norm: LayerNorm::load(r, &format!("{p}.attention.output.LayerNorm"), h, c.layer_norm_eps)?,
+            attention_norm: LayerNorm::load(
+                r,
+                &format!("{p}.attention.output.LayerNorm"),
+                h,
+                c.layer_norm_eps,
+            )?,
             intermediate: linear(r, &format!("{p}.intermediate.dense"), inter, h)?,
             output: linear(r, &format!("{p}.output.dense"), h, inter)?,
             output_norm: LayerNorm::load(r, &format!("{p}.output.LayerNorm"), h, c.layer_norm_eps)?,
@@ -151,14 +158,28 @@ impl Bert {
         let h = c.hidden_size;
         let embeddings = Embeddings {
             word: r.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
-            position: r.get("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
+            position: r.get(
+                "embeddings.position_embeddings.weight",
+                &[c.max_position_embeddings, h],
+            )?,
             token_type: r.get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?,
             norm: LayerNorm::load(r, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
         };
-        let layers = (0..c.num_hidden_layers).map(|i| Layer::load(r, i, c)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Layer::load(r, i, c))
+            .collect::<Result<Vec<_>>>()?;
         // The QA head has no `bert.` prefix; `WeightReader` tries both spellings anyway.
-        let qa_outputs = if r.has("qa_outputs.weight") { Some(linear(r, "qa_outputs", 2, h)?) } else { None };
-        Ok(Bert { config: config.clone(), embeddings, layers, qa_outputs })
+        let qa_outputs = if r.has("qa_outputs.weight") {
+            Some(linear(r, "qa_outputs", 2, h)?)
+        } else {
+            None
+        };
+        Ok(Bert {
+            config: config.clone(),
+            embeddings,
+            layers,
+            qa_outputs,
+        })
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -176,7 +197,10 @@ impl Bert {
             return Err(Error::Input("empty batch".into()));
         }
         if batch.ids.len() != n * l || batch.types.len() != n * l {
-            return Err(Error::Input(format!("batch of {n}x{l} needs {} ids and type ids", n * l)));
+            return Err(Error::Input(format!(
+                "batch of {n}x{l} needs {} ids and type ids",
+                n * l
+            )));
         }
         if l > c.max_position_embeddings {
             return Err(Error::Input(format!(
@@ -185,13 +209,21 @@ impl Bert {
             )));
         }
         if let Some(len) = batch.lengths.iter().find(|&&len| len == 0 || len > l) {
-            return Err(Error::Input(format!("sequence length {len} is not within 1..={l}")));
+            return Err(Error::Input(format!(
+                "sequence length {len} is not within 1..={l}"
+            )));
         }
         if let Some(id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
-            return Err(Error::Input(format!("token id {id} is outside the vocabulary of {}", c.vocab_size)));
+            return Err(Error::Input(format!(
+                "token id {id} is outside the vocabulary of {}",
+                c.vocab_size
+            )));
         }
         if let Some(t) = batch.types.iter().find(|&&t| t as usize >= c.type_vocab_size) {
-            return Err(Error::Input(format!("token type {t} is outside the {} token types", c.type_vocab_size)));
+            return Err(Error::Input(format!(
+                "token type {t} is outside the {} token types",
+                c.type_vocab_size
+            )));
         }
         Ok(())
     }
@@ -206,13 +238,27 @@ impl Bert {
     }
 
     /// Runs encoder and QA head; returns `(start_logits, end_logits)`, each `[batch · seq_len]`.
-    pub fn qa_logits(&self, batch: &Batch<'_>, ws: &mut Workspace, exec: &Executor) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn qa_logits(
+        &self,
+        batch: &Batch<'_>,
+        ws: &mut Workspace,
+        exec: &Executor,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let head = self.qa_outputs.as_ref().ok_or(Error::NoQaHead)?;
         self.encode(batch, ws, exec)?;
         let t = batch.size() * batch.seq_len;
-        head.forward(&ws.hidden, t, &mut ws.logits, Output::Replace, Parallelism::Sequential)?;
+        head.forward(
+            &ws.hidden,
+            t,
+            &mut ws.logits,
+            Output::Replace,
+            Parallelism::Sequential,
+        )?;
         let logits = &ws.logits[..2 * t];
-        Ok((logits.iter().step_by(2).copied().collect(), logits.iter().skip(1).step_by(2).copied().collect()))
+        Ok((
+            logits.iter().step_by(2).copied().collect(),
+            logits.iter().skip(1).step_by(2).copied().collect(),
+        ))
     }
 
     fn forward(&self, batch: &Batch<'_>, ws: &mut Workspace, par: Parallelism) -> Result<()> {
@@ -222,14 +268,22 @@ impl Bert {
         self.embed(batch, &mut ws.hidden[..t * h]);
         for layer in &self.layers {
             // Self-attention block: hidden = LN(hidden + Attention(hidden)·Wo + bo).
-            layer.qkv.forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, par)?;
+            layer
+                .qkv
+                .forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, par)?;
             self.attention(batch, ws)?;
-            layer.attention_output.forward(&ws.context, t, &mut ws.hidden, Output::Add, par)?;
+            layer
+                .attention_output
+                .forward(&ws.context, t, &mut ws.hidden, Output::Add, par)?;
             layer.attention_norm.apply(&mut ws.hidden[..t * h]);
             // Feed-forward block: hidden = LN(hidden + act(hidden·W1 + b1)·W2 + b2).
-            layer.intermediate.forward(&ws.hidden, t, &mut ws.intermediate, Output::Replace, par)?;
+            layer
+                .intermediate
+                .forward(&ws.hidden, t, &mut ws.intermediate, Output::Replace, par)?;
             self.activate(&mut ws.intermediate[..t * c.intermediate_size]);
-            layer.output.forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, par)?;
+            layer
+                .output
+                .forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, par)?;
             layer.output_norm.apply(&mut ws.hidden[..t * h]);
         }
         Ok(())
@@ -281,12 +335,26 @@ impl Bert {
                     let q = MatRef::new(&qkv[base..], l, d, 3 * h, 1)?;
                     let k = MatRef::new(&qkv[base + h..], keys, d, 3 * h, 1)?;
                     let v = MatRef::new(&qkv[base + 2 * h..], keys, d, 3 * h, 1)?;
-                    matmul(MatMut::new(scores, l, keys, l)?, q, k.t(), false, scale, Parallelism::Sequential)?;
+                    matmul(
+                        MatMut::new(scores, l, keys, l)?,
+                        q,
+                        k.t(),
+                        false,
+                        scale,
+                        Parallelism::Sequential,
+                    )?;
                     for row in scores.chunks_exact_mut(l) {
                         squint_kernels::elementwise::softmax_in_place(&mut row[..keys]);
                     }
                     let p = MatRef::new(scores, l, keys, l, 1)?;
-                    matmul(MatMut::row_major(out, l, d)?, p, v, false, 1.0, Parallelism::Sequential)?;
+                    matmul(
+                        MatMut::row_major(out, l, d)?,
+                        p,
+                        v,
+                        false,
+                        1.0,
+                        Parallelism::Sequential,
+                    )?;
                     Ok(())
                 };
                 if let Err(e) = run() {

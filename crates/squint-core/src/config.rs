@@ -76,7 +76,10 @@ impl BertConfig {
         match raw.model_type.as_deref() {
             Some("bert") => {}
             Some(other) => {
-                return Err(Error::config(file, format!("model_type is {other:?}; squint runs BERT models (\"bert\")")))
+                return Err(Error::config(
+                    file,
+                    format!("model_type is {other:?}; squint runs BERT models (\"bert\")"),
+                ))
             }
             None if is_bert_arch => {}
             None => return Err(Error::config(file, "no model_type: not a BERT config")),
@@ -93,7 +96,10 @@ impl BertConfig {
             match value {
                 None => Err(Error::config(file, format!("missing field `{name}`"))),
                 Some(0) => Err(Error::config(file, format!("`{name}` must be positive"))),
-                Some(v) if v > max => Err(Error::config(file, format!("`{name}` = {v} is larger than {max}"))),
+                Some(v) if v > max => Err(Error::config(
+                    file,
+                    format!("`{name}` = {v} is larger than {max}"),
+                )),
                 Some(v) => Ok(v),
             }
         };
@@ -102,7 +108,9 @@ impl BertConfig {
         if hidden_size % num_attention_heads != 0 {
             return Err(Error::config(
                 file,
-                format!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"),
+                format!(
+                    "hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"
+                ),
             ));
         }
         let activation = match &raw.hidden_act {
@@ -110,14 +118,24 @@ impl BertConfig {
             Some(serde_json::Value::String(name)) => Activation::parse(name).ok_or_else(|| {
                 Error::config(
                     file,
-                    format!("unknown hidden_act {name:?} (supported: gelu, gelu_new, gelu_pytorch_tanh, relu)"),
+                    format!(
+                        "unknown hidden_act {name:?} (supported: gelu, gelu_new, gelu_pytorch_tanh, relu)"
+                    ),
                 )
             })?,
-            Some(other) => return Err(Error::config(file, format!("hidden_act must be a string, got {other}"))),
+            Some(other) => {
+                return Err(Error::config(
+                    file,
+                    format!("hidden_act must be a string, got {other}"),
+                ))
+            }
         };
         let layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-12);
         if !(layer_norm_eps.is_finite() && layer_norm_eps > 0.0) {
-            return Err(Error::config(file, format!("layer_norm_eps must be positive, got {layer_norm_eps}")));
+            return Err(Error::config(
+                file,
+                format!("layer_norm_eps must be positive, got {layer_norm_eps}"),
+            ));
         }
         Ok(BertConfig {
             vocab_size: need(raw.vocab_size, "vocab_size", MAX_VOCAB)?,
@@ -178,7 +196,9 @@ mod tests {
     }
 
     fn error_of(json: &str) -> String {
-        BertConfig::from_json(json.as_bytes(), "config.json").unwrap_err().to_string()
+        BertConfig::from_json(json.as_bytes(), "config.json")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -186,10 +206,14 @@ mod tests {
         assert!(error_of("{").contains("not valid JSON"));
         assert!(error_of(&GOOD.replace("\"bert\"", "\"gpt2\"")).contains("gpt2"));
         assert!(error_of(&GOOD.replace("\"gelu\"", "\"swish\"")).contains("unknown hidden_act \"swish\""));
-        assert!(error_of(&GOOD.replace("\"num_attention_heads\":4", "\"num_attention_heads\":5"))
-            .contains("not divisible"));
+        assert!(
+            error_of(&GOOD.replace("\"num_attention_heads\":4", "\"num_attention_heads\":5"))
+                .contains("not divisible")
+        );
         assert!(error_of(&GOOD.replace("\"hidden_size\":32,", "")).contains("missing field `hidden_size`"));
-        assert!(error_of(&GOOD.replace("\"vocab_size\":100", "\"vocab_size\":0")).contains("must be positive"));
+        assert!(
+            error_of(&GOOD.replace("\"vocab_size\":100", "\"vocab_size\":0")).contains("must be positive")
+        );
         let relative = GOOD.replace("}", ",\"position_embedding_type\":\"relative_key\"}");
         assert!(error_of(&relative).contains("relative_key"));
         let err = error_of(&GOOD.replace("\"model_type\":\"bert\",", ""));

@@ -1,6 +1,8 @@
-//! From start/end logits to answers, with the scoring of the transformers QA pipeline: per
-//! window, softmax over the context tokens (and [CLS]) separately for start and end; a span's
-//! score is p_start · p_end; spans need end ≥ start and at most `max_answer_len` tokens.
+//! From start/end logits to answers, with the scoring of the transformers QA pipeline (4.x):
+//! per window, softmax over the context tokens (and [CLS]) separately for start and end; a
+//! span's score is p_start · p_end; spans need end ≥ start and at most `max_answer_len` tokens.
+//! Each window offers its best `2·top_k + 10` spans (`top_k` without word alignment); spans
+//! whose text is the same (ignoring case) are one answer whose score is the sum.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +39,13 @@ struct Span {
 /// excluded as if their logit were -10000, [CLS] (position 0) is kept.
 fn window_probs(logits: &[f32], context: std::ops::Range<usize>) -> Vec<f32> {
     let kept = |i: usize| i == 0 || context.contains(&i);
-    let max = (0..logits.len()).filter(|&i| kept(i)).map(|i| logits[i]).fold(f32::NEG_INFINITY, f32::max);
-    let mut probs: Vec<f32> =
-        (0..logits.len()).map(|i| if kept(i) { (logits[i] - max).exp() } else { 0.0 }).collect();
+    let max = (0..logits.len())
+        .filter(|&i| kept(i))
+        .map(|i| logits[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<f32> = (0..logits.len())
+        .map(|i| if kept(i) { (logits[i] - max).exp() } else { 0.0 })
+        .collect();
     let sum: f32 = probs.iter().sum();
     for p in &mut probs {
         *p /= sum;
@@ -49,49 +55,87 @@ fn window_probs(logits: &[f32], context: std::ops::Range<usize>) -> Vec<f32> {
 
 /// The best `top_k` spans of one window (ties: earlier start, then earlier end, first) and the
 /// window's "no answer" score p_start[CLS] · p_end[CLS].
-fn window_spans(w: usize, logits: WindowLogits<'_>, context: std::ops::Range<usize>, params: &Resolved) -> (Vec<Span>, f32) {
+fn window_spans(
+    w: usize,
+    logits: WindowLogits<'_>,
+    context: std::ops::Range<usize>,
+    max_answer_len: usize,
+    keep: usize,
+) -> (Vec<Span>, f32) {
     let p_start = window_probs(logits.start, context.clone());
     let p_end = window_probs(logits.end, context.clone());
     let null = p_start[0] * p_end[0];
     let mut spans = Vec::new();
     for s in context.clone() {
-        let last = (s + params.max_answer_len).min(context.end);
+        let last = (s + max_answer_len).min(context.end);
         for e in s..last {
-            spans.push(Span { window: w, start: s, end: e, score: p_start[s] * p_end[e] });
+            spans.push(Span {
+                window: w,
+                start: s,
+                end: e,
+                score: p_start[s] * p_end[e],
+            });
         }
     }
     // Stable sort keeps (start, end) order among equal scores, like the pipeline's argmax.
     spans.sort_by(|a, b| b.score.total_cmp(&a.score));
-    spans.truncate(params.top_k);
+    spans.truncate(keep);
     (spans, null)
 }
 
 /// Decodes the answers of a question from the logits of all its windows.
-pub fn decode(windows: &Windows, logits: &[WindowLogits<'_>], context: &str, params: &Resolved) -> Vec<Answer> {
+pub fn decode(
+    windows: &Windows,
+    logits: &[WindowLogits<'_>],
+    context: &str,
+    params: &Resolved,
+) -> Vec<Answer> {
     let offset = windows.context_offset();
-    let mut spans = Vec::new();
+    // Word alignment can map several spans to one text: look further, as the pipeline does.
+    let keep = if params.align_to_words {
+        params.top_k * 2 + 10
+    } else {
+        params.top_k
+    };
+    let char_bytes = CharIndex::new(context);
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut lowered: Vec<String> = Vec::new();
     let mut min_null = f32::INFINITY;
     for (w, window_logits) in logits.iter().enumerate() {
         let slice = windows.slice(w);
         let in_window = offset..offset + slice.len();
-        let (best, null) = window_spans(w, *window_logits, in_window, params);
-        spans.extend(best);
+        let (best, null) = window_spans(w, *window_logits, in_window, params.max_answer_len, keep);
         min_null = min_null.min(null);
+        for span in best {
+            let (start, end) = char_span(windows, &span, params.align_to_words);
+            let text = &context[char_bytes.byte(start)..char_bytes.byte(end)];
+            let key = text.to_lowercase();
+            match lowered.iter().position(|k| *k == key) {
+                Some(i) => answers[i].score += span.score as f64,
+                None => {
+                    answers.push(Answer {
+                        score: span.score as f64,
+                        start,
+                        end,
+                        answer: text.to_string(),
+                    });
+                    lowered.push(key);
+                }
+            }
+        }
     }
-    let char_bytes = CharIndex::new(context);
-    let mut answers: Vec<(f32, Answer)> = spans
-        .iter()
-        .map(|span| {
-            let (start, end) = char_span(windows, span, params.align_to_words);
-            let text = context[char_bytes.byte(start)..char_bytes.byte(end)].to_string();
-            (span.score, Answer { score: span.score as f64, start, end, answer: text })
-        })
-        .collect();
     if params.handle_impossible_answer && min_null.is_finite() {
-        answers.push((min_null, Answer { score: min_null as f64, start: 0, end: 0, answer: String::new() }));
+        answers.push(Answer {
+            score: min_null as f64,
+            start: 0,
+            end: 0,
+            answer: String::new(),
+        });
     }
-    answers.sort_by(|a, b| b.0.total_cmp(&a.0));
-    answers.into_iter().take(params.top_k).map(|(_, a)| a).collect()
+    // Stable: equal scores keep window order, as Python's `sorted` does.
+    answers.sort_by(|a, b| b.score.total_cmp(&a.score));
+    answers.truncate(params.top_k);
+    answers
 }
 
 /// Character offsets of a span. With `align_to_words`, the start moves to the beginning of its
@@ -135,18 +179,6 @@ impl CharIndex {
 mod tests {
     use super::*;
 
-    fn params(top_k: usize, max_answer_len: usize) -> Resolved {
-        Resolved {
-            top_k,
-            max_answer_len,
-            max_seq_len: 384,
-            doc_stride: 128,
-            max_question_len: 64,
-            handle_impossible_answer: false,
-            align_to_words: true,
-        }
-    }
-
     #[test]
     fn probabilities_ignore_masked_positions() {
         let p = window_probs(&[0.0, 100.0, 1.0, 1.0], 2..4);
@@ -159,14 +191,17 @@ mod tests {
     fn spans_respect_order_and_length() {
         // start peaks at 3, end peaks at 2 (before start) and 6.
         let start = [0.0, -9.0, -9.0, 5.0, 0.0, 0.0, 0.0, -9.0];
-        let end = [0.0, -9.0, 4.0, 0.0, 0.0, 0.0, 3.0, -9.0];
-        let logits = WindowLogits { start: &start, end: &end };
-        let (spans, null) = window_spans(0, logits, 2..7, &params(1, 10));
+        let end = [0.0, -9.0, 4.0, 0.0, 1.0, 0.0, 3.0, -9.0];
+        let logits = WindowLogits {
+            start: &start,
+            end: &end,
+        };
+        let (spans, null) = window_spans(0, logits, 2..7, 10, 1);
         assert_eq!((spans[0].start, spans[0].end), (3, 6));
         assert!(null > 0.0);
-        let (spans, _) = window_spans(0, logits, 2..7, &params(1, 2));
+        let (spans, _) = window_spans(0, logits, 2..7, 2, 1);
         assert_eq!((spans[0].start, spans[0].end), (3, 4), "length limit 2 tokens");
-        let (spans, _) = window_spans(0, logits, 2..7, &params(3, 30));
+        let (spans, _) = window_spans(0, logits, 2..7, 30, 3);
         assert_eq!(spans.len(), 3);
         assert!(spans[0].score >= spans[1].score && spans[1].score >= spans[2].score);
     }

@@ -10,7 +10,11 @@ pub enum Error {
     #[error("{file}: {message}")]
     Config { file: String, message: String },
     #[error("{file}: tensor `{tensor}`: {message}")]
-    Tensor { file: String, tensor: String, message: String },
+    Tensor {
+        file: String,
+        tensor: String,
+        message: String,
+    },
     #[error("{file}: {message}")]
     Checkpoint { file: String, message: String },
     #[error("tokenizer ({file}): {message}")]
@@ -31,14 +35,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn config(file: &str, message: impl Into<String>) -> Self {
-        Error::Config { file: file.to_string(), message: message.into() }
+        Error::Config {
+            file: file.to_string(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn tensor(file: &str, tensor: &str, message: impl Into<String>) -> Self {
-        Error::Tensor { file: file.to_string(), tensor: tensor.to_string(), message: message.into() }
+        Error::Tensor {
+            file: file.to_string(),
+            tensor: tensor.to_string(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn parameter(name: &'static str, message: impl Into<String>) -> Self {
-        Error::Parameter { name, message: message.into() }
+        Error::Parameter {
+            name,
+            message: message.into(),
+        }
     }
 }

@@ -3,9 +3,9 @@
 
 use squint_kernels::Parallelism;
 
-use crate::error::Result;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::error::Error;
+use crate::error::Result;
 
 /// Where a forward pass runs.
 #[derive(Debug)]

@@ -26,13 +26,19 @@ impl AsRef<[u8]> for Bytes {
 #[derive(Debug)]
 pub enum TokenizerFiles {
     Json(Vec<u8>),
-    Vocab { vocab: Vec<u8>, tokenizer_config: Option<Vec<u8>> },
+    Vocab {
+        vocab: Vec<u8>,
+        tokenizer_config: Option<Vec<u8>>,
+    },
 }
 
 /// The weights: a safetensors file, or (native only) a PyTorch pickle checkpoint on disk.
 #[derive(Debug)]
 pub enum WeightsFile {
-    Safetensors { name: String, bytes: Bytes },
+    Safetensors {
+        name: String,
+        bytes: Bytes,
+    },
     #[cfg(not(target_arch = "wasm32"))]
     PyTorch(std::path::PathBuf),
 }
@@ -51,14 +57,20 @@ impl ModelFiles {
     /// `model.safetensors` (memory-mapped) over `pytorch_model.bin`.
     pub fn from_dir(dir: &std::path::Path) -> Result<ModelFiles> {
         if !dir.is_dir() {
-            return Err(Error::Io { path: dir.display().to_string(), message: "not a directory".into() });
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                message: "not a directory".into(),
+            });
         }
         let read = |name: &str| -> Result<Option<Vec<u8>>> {
             let path = dir.join(name);
             match std::fs::read(&path) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::Io { path: path.display().to_string(), message: e.to_string() }),
+                Err(e) => Err(Error::Io {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }),
             }
         };
         let config = read("config.json")?.ok_or_else(|| Error::Io {
@@ -68,7 +80,10 @@ impl ModelFiles {
         let tokenizer = if let Some(json) = read("tokenizer.json")? {
             TokenizerFiles::Json(json)
         } else if let Some(vocab) = read("vocab.txt")? {
-            TokenizerFiles::Vocab { vocab, tokenizer_config: read("tokenizer_config.json")? }
+            TokenizerFiles::Vocab {
+                vocab,
+                tokenizer_config: read("tokenizer_config.json")?,
+            }
         } else {
             return Err(Error::Io {
                 path: dir.display().to_string(),
@@ -77,7 +92,10 @@ impl ModelFiles {
         };
         let safetensors = dir.join("model.safetensors");
         let weights = if safetensors.is_file() {
-            WeightsFile::Safetensors { name: "model.safetensors".into(), bytes: map_file(&safetensors)? }
+            WeightsFile::Safetensors {
+                name: "model.safetensors".into(),
+                bytes: map_file(&safetensors)?,
+            }
         } else if dir.join("pytorch_model.bin").is_file() {
             WeightsFile::PyTorch(dir.join("pytorch_model.bin"))
         } else {
@@ -86,7 +104,11 @@ impl ModelFiles {
                 message: "no weights: expected model.safetensors or pytorch_model.bin".into(),
             });
         };
-        Ok(ModelFiles { config, tokenizer, weights })
+        Ok(ModelFiles {
+            config,
+            tokenizer,
+            weights,
+        })
     }
 }
 
@@ -94,7 +116,10 @@ impl ModelFiles {
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(unsafe_code)]
 fn map_file(path: &std::path::Path) -> Result<Bytes> {
-    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: the map is read-only and private to this process; the one hazard is another
     // process truncating the file while it is mapped, which the loader cannot prevent (as for

@@ -33,7 +33,11 @@ impl Linear {
     /// From PyTorch's layout: `weight` is `[out, in]` row-major, `bias` has `out` entries.
     /// Callers pass tensors whose shapes the loader already checked.
     pub fn from_torch(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Linear {
-        assert_eq!(weight.len(), out_features * in_features, "Linear::from_torch: weight shape");
+        assert_eq!(
+            weight.len(),
+            out_features * in_features,
+            "Linear::from_torch: weight shape"
+        );
         assert_eq!(bias.len(), out_features, "Linear::from_torch: bias shape");
         let mut weight_t = vec![0.0f32; weight.len()];
         for (o, row) in weight.chunks_exact(in_features).enumerate() {
@@ -41,7 +45,11 @@ impl Linear {
                 weight_t[i * out_features + o] = *w;
             }
         }
-        Linear { in_features, out_features, kind: LinearKind::F32 { weight_t, bias } }
+        Linear {
+            in_features,
+            out_features,
+            kind: LinearKind::F32 { weight_t, bias },
+        }
     }
 
     pub fn in_features(&self) -> usize {
@@ -57,7 +65,14 @@ impl Linear {
     }
 
     /// Applies the layer to `rows` rows of `x` (`[rows, in]`), writing `[rows, out]` into `out`.
-    pub fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], mode: Output, par: Parallelism) -> Result<()> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        mode: Output,
+        par: Parallelism,
+    ) -> Result<()> {
         let (k, n) = (self.in_features, self.out_features);
         let out = &mut out[..rows * n];
         match &self.kind {
@@ -98,7 +113,9 @@ mod tests {
         let x: Vec<f32> = (0..rows * inp).map(|i| (i as f32 * 0.7).cos()).collect();
         let layer = Linear::from_torch(&w, b.clone(), out, inp);
         let mut y = vec![1.0f32; rows * out];
-        layer.forward(&x, rows, &mut y, Output::Add, Parallelism::Sequential).unwrap();
+        layer
+            .forward(&x, rows, &mut y, Output::Add, Parallelism::Sequential)
+            .unwrap();
         for r in 0..rows {
             for o in 0..out {
                 let want: f32 = 1.0 + b[o] + (0..inp).map(|i| x[r * inp + i] * w[o * inp + i]).sum::<f32>();
@@ -106,7 +123,9 @@ mod tests {
             }
         }
         let mut z = vec![9.0f32; rows * out];
-        layer.forward(&x, rows, &mut z, Output::Replace, Parallelism::Sequential).unwrap();
+        layer
+            .forward(&x, rows, &mut z, Output::Replace, Parallelism::Sequential)
+            .unwrap();
         for (a, b) in y.iter().zip(&z) {
             assert!((a - 1.0 - b).abs() < 1e-5);
         }

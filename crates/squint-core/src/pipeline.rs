@@ -25,7 +25,10 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { threads: None, batch: 4 }
+        PipelineOptions {
+            threads: None,
+            batch: 4,
+        }
     }
 }
 
@@ -112,8 +115,11 @@ impl Pipeline {
     pub fn answer(&self, question: &str, context: &str, params: &QaParams) -> Result<Vec<Answer>> {
         let resolved = params.resolve(self.model.config().max_position_embeddings)?;
         let forward = self.window_logits(question, context, params)?;
-        let logits: Vec<WindowLogits<'_>> =
-            forward.logits.iter().map(|(s, e)| WindowLogits { start: s, end: e }).collect();
+        let logits: Vec<WindowLogits<'_>> = forward
+            .logits
+            .iter()
+            .map(|(s, e)| WindowLogits { start: s, end: e })
+            .collect();
         Ok(decode(&forward.windows, &logits, context, &resolved))
     }
 
@@ -125,7 +131,10 @@ impl Pipeline {
         let resolved = params.resolve(self.model.config().max_position_embeddings)?;
         let windows = Windows::plan(&self.tokenizer, question, context, &resolved)?;
         let mut logits = Vec::with_capacity(windows.len());
-        let mut ws = self.workspace.lock().map_err(|_| Error::Threads("workspace lock poisoned".into()))?;
+        let mut ws = self
+            .workspace
+            .lock()
+            .map_err(|_| Error::Threads("workspace lock poisoned".into()))?;
         let indices: Vec<usize> = (0..windows.len()).collect();
         for group in indices.chunks(self.batch) {
             let seq_len = group.iter().map(|&w| windows.seq_len(w)).max().unwrap_or(0);
@@ -138,7 +147,12 @@ impl Pipeline {
                 windows.fill(w, &mut ids[span.clone()], &mut types[span]);
                 lengths.push(windows.seq_len(w));
             }
-            let batch = Batch { ids: &ids, types: &types, lengths: &lengths, seq_len };
+            let batch = Batch {
+                ids: &ids,
+                types: &types,
+                lengths: &lengths,
+                seq_len,
+            };
             let (start, end) = self.model.qa_logits(&batch, &mut ws, &self.exec)?;
             for (row, &len) in lengths.iter().enumerate() {
                 let span = row * seq_len..row * seq_len + len;
@@ -148,4 +162,3 @@ impl Pipeline {
         Ok(WindowedLogits { windows, logits })
     }
 }
-

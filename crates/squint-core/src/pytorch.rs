@@ -8,8 +8,14 @@ use crate::weights::{InMemorySource, Tensor};
 
 /// Reads every tensor of a PyTorch checkpoint as f32.
 pub fn read_pytorch(path: &Path) -> Result<InMemorySource> {
-    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-    let err = |message: String| Error::Checkpoint { file: file.clone(), message };
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let err = |message: String| Error::Checkpoint {
+        file: file.clone(),
+        message,
+    };
     let tensors = candle_core::pickle::read_all(path)
         .map_err(|e| err(format!("not a readable PyTorch checkpoint: {e}")))?;
     let mut source = InMemorySource::new(&file);

@@ -38,9 +38,21 @@ pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
         src.insert(name, Tensor { shape, data });
     };
     let (h, i) = (config.hidden_size, config.intermediate_size);
-    put("bert.embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h], 'w');
-    put("bert.embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h], 'w');
-    put("bert.embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h], 'w');
+    put(
+        "bert.embeddings.word_embeddings.weight".into(),
+        vec![config.vocab_size, h],
+        'w',
+    );
+    put(
+        "bert.embeddings.position_embeddings.weight".into(),
+        vec![config.max_position_embeddings, h],
+        'w',
+    );
+    put(
+        "bert.embeddings.token_type_embeddings.weight".into(),
+        vec![config.type_vocab_size, h],
+        'w',
+    );
     let norm = |put: &mut dyn FnMut(String, Vec<usize>, char), p: &str| {
         put(format!("{p}.weight"), vec![h], 'o');
         put(format!("{p}.bias"), vec![h], 'z');

@@ -51,18 +51,24 @@ impl QaTokenizer {
     pub fn from_files(files: &TokenizerFiles) -> Result<QaTokenizer> {
         match files {
             TokenizerFiles::Json(bytes) => Self::from_json(bytes),
-            TokenizerFiles::Vocab { vocab, tokenizer_config } => Self::from_vocab(vocab, tokenizer_config.as_deref()),
+            TokenizerFiles::Vocab {
+                vocab,
+                tokenizer_config,
+            } => Self::from_vocab(vocab, tokenizer_config.as_deref()),
         }
     }
 
     /// From `tokenizer.json` bytes.
     pub fn from_json(bytes: &[u8]) -> Result<QaTokenizer> {
         let file = "tokenizer.json";
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::Tokenizer { file: file.into(), message: e.to_string() })?;
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer { file: file.into(), message: e.to_string() })?;
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
         inner.with_padding(None);
         Self::finish(inner, file)
     }
@@ -71,8 +77,10 @@ impl QaTokenizer {
     /// (`do_lower_case` defaults to true, as for `bert-base-uncased`).
     pub fn from_vocab(vocab: &[u8], tokenizer_config: Option<&[u8]>) -> Result<QaTokenizer> {
         let file = "vocab.txt";
-        let text = std::str::from_utf8(vocab)
-            .map_err(|e| Error::Tokenizer { file: file.into(), message: format!("not UTF-8: {e}") })?;
+        let text = std::str::from_utf8(vocab).map_err(|e| Error::Tokenizer {
+            file: file.into(),
+            message: format!("not UTF-8: {e}"),
+        })?;
         let mut map = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let token = line.trim_end_matches('\r');
@@ -81,7 +89,10 @@ impl QaTokenizer {
             }
         }
         if map.is_empty() {
-            return Err(Error::Tokenizer { file: file.into(), message: "empty vocabulary".into() });
+            return Err(Error::Tokenizer {
+                file: file.into(),
+                message: "empty vocabulary".into(),
+            });
         }
         let config: TokenizerConfig = match tokenizer_config {
             Some(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer {
@@ -97,7 +108,10 @@ impl QaTokenizer {
             .continuing_subword_prefix("##".into())
             .max_input_chars_per_word(100)
             .build()
-            .map_err(|e| Error::Tokenizer { file: file.into(), message: e.to_string() })?;
+            .map_err(|e| Error::Tokenizer {
+                file: file.into(),
+                message: e.to_string(),
+            })?;
         let mut inner = Tokenizer::new(wordpiece);
         inner.with_normalizer(Some(BertNormalizer::new(
             true,
@@ -116,8 +130,16 @@ impl QaTokenizer {
                 message: format!("the vocabulary has no {token} token"),
             })
         };
-        let special = SpecialTokens { cls: id("[CLS]")?, sep: id("[SEP]")?, pad: id("[PAD]")? };
-        Ok(QaTokenizer { inner, special, file: file.to_string() })
+        let special = SpecialTokens {
+            cls: id("[CLS]")?,
+            sep: id("[SEP]")?,
+            pad: id("[PAD]")?,
+        };
+        Ok(QaTokenizer {
+            inner,
+            special,
+            file: file.to_string(),
+        })
     }
 
     pub fn special(&self) -> SpecialTokens {
@@ -131,10 +153,10 @@ impl QaTokenizer {
 
     /// Token ids of a question, without special tokens.
     pub fn encode_question(&self, question: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(question, false)
-            .map_err(|e| Error::Tokenizer { file: self.file.clone(), message: e.to_string() })?;
+        let encoding = self.inner.encode(question, false).map_err(|e| Error::Tokenizer {
+            file: self.file.clone(),
+            message: e.to_string(),
+        })?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -143,7 +165,10 @@ impl QaTokenizer {
         let encoding = self
             .inner
             .encode_char_offsets(context, false)
-            .map_err(|e| Error::Tokenizer { file: self.file.clone(), message: e.to_string() })?;
+            .map_err(|e| Error::Tokenizer {
+                file: self.file.clone(),
+                message: e.to_string(),
+            })?;
         Ok(ContextTokens {
             ids: encoding.get_ids().to_vec(),
             offsets: encoding.get_offsets().to_vec(),

@@ -46,9 +46,20 @@ impl<B: AsRef<[u8]>> SafetensorsSource<B> {
         for (name, view) in parsed.tensors() {
             // The view borrows `data`; recover its absolute offset from the pointer difference.
             let start = view.data().as_ptr() as usize - data.as_ptr() as usize;
-            index.insert(name.clone(), (view.dtype(), view.shape().to_vec(), start..start + view.data().len()));
+            index.insert(
+                name.clone(),
+                (
+                    view.dtype(),
+                    view.shape().to_vec(),
+                    start..start + view.data().len(),
+                ),
+            );
         }
-        Ok(SafetensorsSource { file: file.to_string(), bytes, index })
+        Ok(SafetensorsSource {
+            file: file.to_string(),
+            bytes,
+            index,
+        })
     }
 
     /// Names of all tensors in the file.
@@ -72,16 +83,26 @@ impl<B: AsRef<[u8]>> TensorSource for SafetensorsSource<B> {
         };
         let raw = &self.bytes.as_ref()[range.clone()];
         let data = convert(raw, *dtype).ok_or_else(|| {
-            Error::tensor(&self.file, name, format!("dtype {dtype:?} is not supported (F32, F16, BF16, F64)"))
+            Error::tensor(
+                &self.file,
+                name,
+                format!("dtype {dtype:?} is not supported (F32, F16, BF16, F64)"),
+            )
         })?;
-        Ok(Some(Tensor { shape: shape.clone(), data }))
+        Ok(Some(Tensor {
+            shape: shape.clone(),
+            data,
+        }))
     }
 }
 
 /// Little-endian bytes of a float dtype to f32.
 fn convert(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
     Some(match dtype {
-        Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         Dtype::F64 => raw
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
@@ -90,7 +111,10 @@ fn convert(raw: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
             .chunks_exact(2)
             .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
             .collect(),
-        Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
         _ => return None,
     })
 }
@@ -122,7 +146,10 @@ pub struct InMemorySource {
 
 impl InMemorySource {
     pub fn new(file: &str) -> Self {
-        InMemorySource { file: file.to_string(), tensors: HashMap::new() }
+        InMemorySource {
+            file: file.to_string(),
+            tensors: HashMap::new(),
+        }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
@@ -153,7 +180,9 @@ pub struct WeightReader<'a> {
 
 impl std::fmt::Debug for WeightReader<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeightReader").field("file", &self.source.file()).finish()
+        f.debug_struct("WeightReader")
+            .field("file", &self.source.file())
+            .finish()
     }
 }
 
@@ -171,7 +200,10 @@ impl<'a> WeightReader<'a> {
         let legacy = name
             .strip_suffix("LayerNorm.weight")
             .map(|p| format!("{p}LayerNorm.gamma"))
-            .or_else(|| name.strip_suffix("LayerNorm.bias").map(|p| format!("{p}LayerNorm.beta")));
+            .or_else(|| {
+                name.strip_suffix("LayerNorm.bias")
+                    .map(|p| format!("{p}LayerNorm.beta"))
+            });
         if let Some(legacy) = legacy {
             names.push(format!("bert.{legacy}"));
             names.push(legacy);
@@ -197,7 +229,11 @@ impl<'a> WeightReader<'a> {
                     ));
                 }
                 if tensor.data.iter().any(|v| !v.is_finite()) {
-                    return Err(Error::tensor(self.source.file(), candidate, "contains NaN or infinite values"));
+                    return Err(Error::tensor(
+                        self.source.file(),
+                        candidate,
+                        "contains NaN or infinite values",
+                    ));
                 }
                 return Ok(tensor.data);
             }
@@ -205,7 +241,14 @@ impl<'a> WeightReader<'a> {
         Err(Error::tensor(
             self.source.file(),
             name,
-            format!("missing (looked for {})", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
+            format!(
+                "missing (looked for {})",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ))
     }
 }
@@ -217,11 +260,22 @@ mod tests {
     fn st_bytes(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
         let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
             .iter()
-            .map(|(n, s, d)| (n.to_string(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .map(|(n, s, d)| {
+                (
+                    n.to_string(),
+                    s.clone(),
+                    d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = raw
             .iter()
-            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         safetensors::serialize(views, None).unwrap()
     }
@@ -229,25 +283,49 @@ mod tests {
     #[test]
     fn resolves_prefix_and_legacy_names() {
         let bytes = st_bytes(&[
-            ("bert.embeddings.word_embeddings.weight", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+            (
+                "bert.embeddings.word_embeddings.weight",
+                vec![2, 2],
+                vec![1.0, 2.0, 3.0, 4.0],
+            ),
             ("encoder.layer.0.output.LayerNorm.gamma", vec![2], vec![1.0, 1.0]),
         ]);
         let src = SafetensorsSource::new("model.safetensors", bytes).unwrap();
         let r = WeightReader::new(&src);
-        assert_eq!(r.get("embeddings.word_embeddings.weight", &[2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(r.get("encoder.layer.0.output.LayerNorm.weight", &[2]).unwrap(), vec![1.0, 1.0]);
-        let err = r.get("embeddings.word_embeddings.weight", &[3, 2]).unwrap_err().to_string();
-        assert!(err.contains("model.safetensors") && err.contains("expected shape [3, 2], found [2, 2]"), "{err}");
+        assert_eq!(
+            r.get("embeddings.word_embeddings.weight", &[2, 2]).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            r.get("encoder.layer.0.output.LayerNorm.weight", &[2]).unwrap(),
+            vec![1.0, 1.0]
+        );
+        let err = r
+            .get("embeddings.word_embeddings.weight", &[3, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("expected shape [3, 2], found [2, 2]"),
+            "{err}"
+        );
         let err = r.get("pooler.dense.weight", &[2, 2]).unwrap_err().to_string();
-        assert!(err.contains("missing") && err.contains("`bert.pooler.dense.weight`"), "{err}");
+        assert!(
+            err.contains("missing") && err.contains("`bert.pooler.dense.weight`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn truncated_file_is_an_error() {
         let bytes = st_bytes(&[("a", vec![4], vec![1.0; 4])]);
         let cut = bytes[..bytes.len() - 3].to_vec();
-        let err = SafetensorsSource::new("model.safetensors", cut).unwrap_err().to_string();
-        assert!(err.starts_with("model.safetensors: not a valid safetensors file"), "{err}");
+        let err = SafetensorsSource::new("model.safetensors", cut)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("model.safetensors: not a valid safetensors file"),
+            "{err}"
+        );
         assert!(SafetensorsSource::new("x", vec![1u8, 2, 3]).is_err());
     }
 

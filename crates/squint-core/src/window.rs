@@ -20,7 +20,12 @@ pub struct Windows {
 impl Windows {
     /// Tokenizes and splits. Questions longer than `max_question_len` tokens are cut (as the
     /// SQuAD scripts do); empty questions or contexts are an error.
-    pub fn plan(tokenizer: &QaTokenizer, question: &str, context: &str, params: &Resolved) -> Result<Windows> {
+    pub fn plan(
+        tokenizer: &QaTokenizer,
+        question: &str,
+        context: &str,
+        params: &Resolved,
+    ) -> Result<Windows> {
         if question.trim().is_empty() {
             return Err(Error::Input("the question is empty".into()));
         }
@@ -32,12 +37,31 @@ impl Windows {
             return Err(Error::Input("the question has no tokens".into()));
         }
         question_ids.truncate(params.max_question_len);
+        if question_ids.len() + 4 > params.max_seq_len {
+            return Err(Error::parameter(
+                "max_seq_len",
+                format!(
+                    "a question of {} tokens leaves no room for the context in windows of {} tokens; raise max_seq_len or lower max_question_len",
+                    question_ids.len(),
+                    params.max_seq_len
+                ),
+            ));
+        }
         let context = tokenizer.encode_context(context)?;
         if context.ids.is_empty() {
             return Err(Error::Input("the context has no tokens".into()));
         }
-        let slices = slices(context.ids.len(), params.max_seq_len - question_ids.len() - 3, params.doc_stride)?;
-        Ok(Windows { question: question_ids, context, slices, special: tokenizer.special() })
+        let slices = slices(
+            context.ids.len(),
+            params.max_seq_len - question_ids.len() - 3,
+            params.doc_stride,
+        )?;
+        Ok(Windows {
+            question: question_ids,
+            context,
+            slices,
+            special: tokenizer.special(),
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -106,9 +106,7 @@ fn detect() -> Isa {
 
 #[cfg(target_arch = "x86_64")]
 fn has_avxvnni() -> bool {
-    is_x86_feature_detected!("avxvnni")
-        && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
+    is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -9,11 +9,30 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MatmulError {
     #[error("matrix view {rows}x{cols} (row stride {row_stride}, col stride {col_stride}) needs {needed} elements, slice has {len}")]
-    OutOfBounds { rows: usize, cols: usize, row_stride: usize, col_stride: usize, needed: usize, len: usize },
+    OutOfBounds {
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+        needed: usize,
+        len: usize,
+    },
     #[error("output view must be row-major with row stride >= cols (got {rows}x{cols}, strides {row_stride}/{col_stride})")]
-    OverlappingOutput { rows: usize, cols: usize, row_stride: usize, col_stride: usize },
+    OverlappingOutput {
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    },
     #[error("shape mismatch: {lhs_rows}x{lhs_cols} · {rhs_rows}x{rhs_cols} -> {dst_rows}x{dst_cols}")]
-    Shape { lhs_rows: usize, lhs_cols: usize, rhs_rows: usize, rhs_cols: usize, dst_rows: usize, dst_cols: usize },
+    Shape {
+        lhs_rows: usize,
+        lhs_cols: usize,
+        rhs_rows: usize,
+        rhs_cols: usize,
+        dst_rows: usize,
+        dst_cols: usize,
+    },
 }
 
 fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
@@ -36,12 +55,31 @@ pub struct MatRef<'a> {
 
 impl<'a> MatRef<'a> {
     /// A view with explicit strides; fails if any element would fall outside `data`.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Result<Self, MatmulError> {
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, MatmulError> {
         let needed = extent(rows, cols, row_stride, col_stride);
         if needed > data.len() {
-            return Err(MatmulError::OutOfBounds { rows, cols, row_stride, col_stride, needed, len: data.len() });
+            return Err(MatmulError::OutOfBounds {
+                rows,
+                cols,
+                row_stride,
+                col_stride,
+                needed,
+                len: data.len(),
+            });
         }
-        Ok(MatRef { data, rows, cols, row_stride, col_stride })
+        Ok(MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
     }
 
     /// A dense row-major view.
@@ -51,7 +89,13 @@ impl<'a> MatRef<'a> {
 
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -74,15 +118,37 @@ pub struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     /// A row-major view with the given row stride.
-    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, MatmulError> {
+    pub fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self, MatmulError> {
         if row_stride < cols && rows > 1 {
-            return Err(MatmulError::OverlappingOutput { rows, cols, row_stride, col_stride: 1 });
+            return Err(MatmulError::OverlappingOutput {
+                rows,
+                cols,
+                row_stride,
+                col_stride: 1,
+            });
         }
         let needed = extent(rows, cols, row_stride, 1);
         if needed > data.len() {
-            return Err(MatmulError::OutOfBounds { rows, cols, row_stride, col_stride: 1, needed, len: data.len() });
+            return Err(MatmulError::OutOfBounds {
+                rows,
+                cols,
+                row_stride,
+                col_stride: 1,
+                needed,
+                len: data.len(),
+            });
         }
-        Ok(MatMut { data, rows, cols, row_stride })
+        Ok(MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+        })
     }
 
     /// A dense row-major view.
@@ -172,7 +238,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn reference(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c0: &[f32], acc: bool, s: f32) -> Vec<f64> {
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        c0: &[f32],
+        acc: bool,
+        s: f32,
+    ) -> Vec<f64> {
         let mut out = vec![0.0f64; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -187,7 +262,12 @@ mod tests {
     }
 
     fn fill(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9) % 2001) as f32 / 1000.0 - 1.0).collect()
+        (0..len)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
     }
 
     proptest! {
@@ -240,7 +320,10 @@ mod tests {
         assert!(MatRef::row_major(&data, 3, 4).is_err());
         assert!(MatRef::new(&data, 2, 5, 5, 1).is_ok());
         let mut out = vec![0.0f32; 10];
-        assert!(matches!(MatMut::new(&mut out, 2, 5, 4), Err(MatmulError::OverlappingOutput { .. })));
+        assert!(matches!(
+            MatMut::new(&mut out, 2, 5, 4),
+            Err(MatmulError::OverlappingOutput { .. })
+        ));
         let a = vec![0.0f32; 6];
         let mut c = vec![0.0f32; 4];
         let err = matmul(

