@@ -252,6 +252,7 @@ impl Bert {
             t,
             &mut ws.logits,
             Output::Replace,
+            None,
             Parallelism::Sequential,
         )?;
         let logits = &ws.logits[..2 * t];
@@ -270,20 +271,20 @@ impl Bert {
             // Self-attention block: hidden = LN(hidden + Attention(hidden)·Wo + bo).
             layer
                 .qkv
-                .forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, par)?;
+                .forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, None, par)?;
             self.attention(batch, ws)?;
             layer
                 .attention_output
-                .forward(&ws.context, t, &mut ws.hidden, Output::Add, par)?;
+                .forward(&ws.context, t, &mut ws.hidden, Output::Add, None, par)?;
             layer.attention_norm.apply(&mut ws.hidden[..t * h]);
             // Feed-forward block: hidden = LN(hidden + act(hidden·W1 + b1)·W2 + b2).
+            let act = Some(self.activation());
             layer
                 .intermediate
-                .forward(&ws.hidden, t, &mut ws.intermediate, Output::Replace, par)?;
-            self.activate(&mut ws.intermediate[..t * c.intermediate_size]);
+                .forward(&ws.hidden, t, &mut ws.intermediate, Output::Replace, act, par)?;
             layer
                 .output
-                .forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, par)?;
+                .forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, None, par)?;
             layer.output_norm.apply(&mut ws.hidden[..t * h]);
         }
         Ok(())
@@ -304,13 +305,13 @@ impl Bert {
         e.norm.apply(hidden);
     }
 
-    fn activate(&self, x: &mut [f32]) {
-        let act = self.config.activation;
-        for_each_rows(x, 4096, 16, |_, chunk| match act {
-            Activation::GeluErf => gelu_erf_in_place(chunk),
-            Activation::GeluTanh => gelu_tanh_in_place(chunk),
-            Activation::Relu => relu_in_place(chunk),
-        });
+    /// The feed-forward activation, applied in the GEMM epilogue.
+    fn activation(&self) -> fn(&mut [f32]) {
+        match self.config.activation {
+            Activation::GeluErf => gelu_erf_in_place,
+            Activation::GeluTanh => gelu_tanh_in_place,
+            Activation::Relu => relu_in_place,
+        }
     }
 
     /// Multi-head attention over the fused QKV buffer; padded keys are left out entirely.

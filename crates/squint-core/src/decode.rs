@@ -68,12 +68,12 @@ fn window_spans(
     let mut spans = Vec::new();
     for s in context.clone() {
         let last = (s + max_answer_len).min(context.end);
-        for e in s..last {
+        for (e, p_e) in p_end.iter().enumerate().take(last).skip(s) {
             spans.push(Span {
                 window: w,
                 start: s,
                 end: e,
-                score: p_start[s] * p_end[e],
+                score: p_start[s] * p_e,
             });
         }
     }

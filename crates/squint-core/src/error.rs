@@ -29,6 +29,8 @@ pub enum Error {
     Threads(String),
     #[error("kernel: {0}")]
     Kernel(#[from] squint_kernels::MatmulError),
+    #[error("kernel: {0}")]
+    PackedKernel(#[from] squint_kernels::PackedShapeError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

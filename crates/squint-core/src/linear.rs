@@ -1,7 +1,7 @@
 //! `Linear`: y = x·Wᵀ + b, the one abstraction every dense layer goes through. FP32 today;
 //! quantized kinds are further variants of [`LinearKind`].
 
-use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
+use squint_kernels::{matmul_packed, Epilogue, PackedMatrix, Parallelism};
 
 use crate::error::Result;
 
@@ -17,8 +17,8 @@ pub enum Output {
 /// The weights of a linear layer, in the layout its kernel wants.
 #[derive(Clone, Debug)]
 pub enum LinearKind {
-    /// FP32, weight stored transposed (`[in, out]` row-major) for the GEMM.
-    F32 { weight_t: Vec<f32>, bias: Vec<f32> },
+    /// FP32, weight packed for the GEMM kernel once at load.
+    F32 { weight: PackedMatrix, bias: Vec<f32> },
 }
 
 /// A dense layer `in_features -> out_features`.
@@ -39,16 +39,11 @@ impl Linear {
             "Linear::from_torch: weight shape"
         );
         assert_eq!(bias.len(), out_features, "Linear::from_torch: bias shape");
-        let mut weight_t = vec![0.0f32; weight.len()];
-        for (o, row) in weight.chunks_exact(in_features).enumerate() {
-            for (i, w) in row.iter().enumerate() {
-                weight_t[i * out_features + o] = *w;
-            }
-        }
+        let weight = PackedMatrix::from_transposed(weight, out_features, in_features);
         Linear {
             in_features,
             out_features,
-            kind: LinearKind::F32 { weight_t, bias },
+            kind: LinearKind::F32 { weight, bias },
         }
     }
 
@@ -64,37 +59,35 @@ impl Linear {
         &self.kind
     }
 
-    /// Applies the layer to `rows` rows of `x` (`[rows, in]`), writing `[rows, out]` into `out`.
+    /// Applies the layer to `rows` rows of `x` (`[rows, in]`), writing `[rows, out]` into `out`,
+    /// then `activation` (fused into the GEMM's last pass over each tile).
     pub fn forward(
         &self,
         x: &[f32],
         rows: usize,
         out: &mut [f32],
         mode: Output,
+        activation: Option<fn(&mut [f32])>,
         par: Parallelism,
     ) -> Result<()> {
         let (k, n) = (self.in_features, self.out_features);
-        let out = &mut out[..rows * n];
         match &self.kind {
-            LinearKind::F32 { weight_t, bias } => {
-                if mode == Output::Replace {
-                    for row in out.chunks_exact_mut(n) {
-                        row.copy_from_slice(bias);
-                    }
-                }
-                matmul(
-                    MatMut::row_major(out, rows, n)?,
-                    MatRef::row_major(x, rows, k)?,
-                    MatRef::row_major(weight_t, k, n)?,
-                    true,
-                    1.0,
+            LinearKind::F32 { weight, bias } => {
+                let epilogue = Epilogue {
+                    accumulate: mode == Output::Add,
+                    bias: Some(bias),
+                    activation,
+                };
+                matmul_packed(
+                    &mut out[..rows * n],
+                    n,
+                    &x[..rows * k],
+                    k,
+                    rows,
+                    weight,
+                    epilogue,
                     par,
                 )?;
-                if mode == Output::Add {
-                    for row in out.chunks_exact_mut(n) {
-                        squint_kernels::elementwise::add_in_place(row, bias);
-                    }
-                }
             }
         }
         Ok(())
@@ -114,7 +107,7 @@ mod tests {
         let layer = Linear::from_torch(&w, b.clone(), out, inp);
         let mut y = vec![1.0f32; rows * out];
         layer
-            .forward(&x, rows, &mut y, Output::Add, Parallelism::Sequential)
+            .forward(&x, rows, &mut y, Output::Add, None, Parallelism::Sequential)
             .unwrap();
         for r in 0..rows {
             for o in 0..out {
@@ -124,7 +117,7 @@ mod tests {
         }
         let mut z = vec![9.0f32; rows * out];
         layer
-            .forward(&x, rows, &mut z, Output::Replace, Parallelism::Sequential)
+            .forward(&x, rows, &mut z, Output::Replace, None, Parallelism::Sequential)
             .unwrap();
         for (a, b) in y.iter().zip(&z) {
             assert!((a - 1.0 - b).abs() < 1e-5);

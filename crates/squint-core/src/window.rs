@@ -117,7 +117,7 @@ impl Windows {
 /// `room - stride` after the previous one, the last one ending at `len`.
 fn slices(len: usize, room: usize, stride: usize) -> Result<Vec<Range<usize>>> {
     if len <= room {
-        return Ok(vec![0..len]);
+        return Ok(std::iter::once(0..len).collect());
     }
     if stride >= room {
         return Err(Error::parameter(
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn slices_overlap_by_stride_and_cover_everything() {
-        assert_eq!(slices(10, 20, 5).unwrap(), vec![0..10]);
+        assert_eq!(
+            slices(10, 20, 5).unwrap(),
+            std::iter::once(0..10).collect::<Vec<_>>()
+        );
         let s = slices(1000, 317, 128).unwrap();
         assert_eq!(s[0], 0..317);
         assert_eq!(s[1], 189..506);

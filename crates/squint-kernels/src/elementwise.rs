@@ -81,7 +81,11 @@ pub fn exp_approx(x: f32) -> f32 {
     // Adding then subtracting 1.5·2^23 rounds to the nearest integer for |t| < 2^22.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t = ROUND + n exactly, so t's bit pattern is ROUND's plus the integer n: integer-only
+    // arithmetic from here (a float-to-int cast would stop the loop from vectorising).
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits());
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 / 5040.0;
     let p = p * r + 1.0 / 720.0;
@@ -91,8 +95,8 @@ pub fn exp_approx(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    // n is an integer in [-126, 127] after the clamp: build 2^n from its exponent bits.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n is in [-126, 127] after the clamp: 2^n from its biased exponent bits.
+    let scale = f32::from_bits(n_int.wrapping_add(127) << 23);
     p * scale
 }
 

@@ -8,6 +8,8 @@
 pub mod dispatch;
 pub mod elementwise;
 pub mod matmul;
+pub mod packed;
 
 pub use dispatch::{isa, Isa};
 pub use matmul::{matmul, MatMut, MatRef, MatmulError, Parallelism};
+pub use packed::{matmul_packed, Epilogue, PackedMatrix, PackedShapeError};

@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         m: usize,
         n: usize,

@@ -1,0 +1,101 @@
+//! `squint ask`: one question, one context, answers on stdout (text or the wire API's JSON).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use squint_core::{Answer, Pipeline, PipelineOptions, QaParams};
+
+#[derive(Args, Debug)]
+pub struct AskArgs {
+    /// Model directory (Hugging Face BERT QA checkpoint). Default: $SQUINT_MODEL_DIR.
+    #[arg(long, env = "SQUINT_MODEL_DIR")]
+    model: PathBuf,
+    /// The question.
+    #[arg(long, short)]
+    question: String,
+    /// The context to find the answer in.
+    #[arg(
+        long,
+        short,
+        conflicts_with = "context_file",
+        required_unless_present = "context_file"
+    )]
+    context: Option<String>,
+    /// Read the context from a file (`-` for stdin).
+    #[arg(long)]
+    context_file: Option<PathBuf>,
+    /// Number of answers.
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
+    /// Longest answer, in tokens.
+    #[arg(long, default_value_t = 15)]
+    max_answer_len: usize,
+    /// Window length in tokens (default: min(model maximum, 384)).
+    #[arg(long)]
+    max_seq_len: Option<usize>,
+    /// Tokens shared by consecutive windows (default: min(max_seq_len / 2, 128)).
+    #[arg(long)]
+    doc_stride: Option<usize>,
+    /// Questions are cut to this many tokens.
+    #[arg(long, default_value_t = 64)]
+    max_question_len: usize,
+    /// Also consider "no answer" (returned as an empty answer).
+    #[arg(long)]
+    handle_impossible_answer: bool,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the wire API's JSON response.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: AskArgs) -> Result<()> {
+    let context = match (&args.context, &args.context_file) {
+        (Some(c), _) => c.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            std::io::read_to_string(std::io::stdin()).context("reading the context from stdin")?
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the context from {}", path.display()))?,
+        (None, None) => bail!("give --context or --context-file"),
+    };
+    let params = QaParams {
+        top_k: args.top_k,
+        max_answer_len: args.max_answer_len,
+        max_seq_len: args.max_seq_len,
+        doc_stride: args.doc_stride,
+        max_question_len: args.max_question_len,
+        handle_impossible_answer: args.handle_impossible_answer,
+        align_to_words: true,
+    };
+    let pipeline = Pipeline::from_dir(
+        &args.model,
+        PipelineOptions {
+            threads: args.threads,
+            batch: 4,
+        },
+    )
+    .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let answers = pipeline.answer(&args.question, &context, &params)?;
+    if args.json {
+        println!("{}", wire_json(&answers)?);
+    } else {
+        for a in &answers {
+            println!(
+                "{}\t(score {:.4}, characters {}..{})",
+                a.answer, a.score, a.start, a.end
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline's response shape: one object for one answer, a list otherwise.
+pub fn wire_json(answers: &[Answer]) -> Result<String> {
+    Ok(match answers {
+        [one] => serde_json::to_string(one)?,
+        many => serde_json::to_string(many)?,
+    })
+}

@@ -1,0 +1,258 @@
+//! `squint bench`: encoder + QA head latency on synthetic inputs of exact lengths, so numbers
+//! compare with other engines timed the same way (../shared/anchors).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use squint_core::weights::WeightReader;
+use squint_core::{Batch, Bert, BertConfig, Executor, ModelFiles, Workspace};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model directory to time (its weights and shape).
+    #[arg(long, conflicts_with = "shape", required_unless_present = "shape")]
+    model: Option<PathBuf>,
+    /// A standard shape with random weights: bert-base, bert-large, minilm-l6.
+    #[arg(long)]
+    shape: Option<String>,
+    /// Sequence lengths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,384")]
+    seq: Vec<usize>,
+    /// Sequences per forward pass, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
+    /// Thread counts, comma-separated (default: all cores).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Timed iterations per configuration.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Untimed warm-up iterations per configuration.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Time the linear layers' GEMMs alone (shapes of --shape, M = each --seq) and print GOP/s.
+    #[arg(long)]
+    gemm: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Measurement {
+    seq: usize,
+    batch: usize,
+    threads: usize,
+    median_ms: f64,
+    p90_ms: f64,
+    min_ms: f64,
+    gflops: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    model: String,
+    precision: &'static str,
+    kernel: &'static str,
+    iters: usize,
+    results: Vec<Measurement>,
+}
+
+/// Matmul FLOPs of one forward pass (a multiply-add counts 2), as ../shared/anchors counts them.
+fn flops(c: &BertConfig, batch: usize, seq: usize) -> f64 {
+    let (l, h, i) = (seq as f64, c.hidden_size as f64, c.intermediate_size as f64);
+    let per_layer = 8.0 * l * h * h + 4.0 * l * h * i + 4.0 * l * l * h;
+    per_layer * c.num_hidden_layers as f64 * batch as f64
+}
+
+fn load(args: &BenchArgs) -> Result<(String, Bert)> {
+    let spinner = ProgressBar::new_spinner().with_message("loading model");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let loaded = if let Some(dir) = &args.model {
+        let files = ModelFiles::from_dir(dir)?;
+        let config = BertConfig::from_json(&files.config, "config.json")?;
+        let model = squint_core::pipeline::load_model(&config, &files.weights)?;
+        (dir.display().to_string(), model)
+    } else {
+        let name = args.shape.as_deref().unwrap_or("bert-base");
+        let config = BertConfig::shape(name)
+            .with_context(|| format!("unknown --shape {name:?} (bert-base, bert-large, minilm-l6)"))?;
+        let source = squint_core::random::random_weights(&config, 42);
+        (
+            format!("{name} (random weights)"),
+            Bert::load(&config, &WeightReader::new(&source))?,
+        )
+    };
+    spinner.finish_and_clear();
+    Ok(loaded)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    if args.gemm {
+        return run_gemm(&args);
+    }
+    let (name, model) = load(&args)?;
+    let config = model.config().clone();
+    if !model.has_qa_head() {
+        bail!("{name} has no QA head (qa_outputs); bench times encoder + QA head");
+    }
+    let threads = if args.threads.is_empty() {
+        vec![std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)]
+    } else {
+        args.threads.clone()
+    };
+    for &s in &args.seq {
+        if s == 0 || s > config.max_position_embeddings {
+            bail!("--seq {s} is outside 1..={}", config.max_position_embeddings);
+        }
+    }
+    let total = (args.seq.len() * args.batch.len() * threads.len() * (args.iters + args.warmup)) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} forward passes {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut results = Vec::new();
+    let mut ws = Workspace::default();
+    for &t in &threads {
+        let exec = Executor::new(Some(t))?;
+        for &seq in &args.seq {
+            for &batch in &args.batch {
+                if batch == 0 {
+                    bail!("--batch must be at least 1");
+                }
+                bar.set_message(format!("seq {seq} batch {batch} threads {t}"));
+                // Deterministic token ids of exactly `seq` tokens, question/context types.
+                let ids: Vec<u32> = (0..batch * seq)
+                    .map(|i| (1000 + (i * 7919) % 20000) as u32)
+                    .collect();
+                let types: Vec<u32> = (0..batch * seq).map(|i| ((i % seq) >= seq / 4) as u32).collect();
+                let lengths = vec![seq; batch];
+                let input = Batch {
+                    ids: &ids,
+                    types: &types,
+                    lengths: &lengths,
+                    seq_len: seq,
+                };
+                let mut times = Vec::with_capacity(args.iters);
+                for i in 0..args.warmup + args.iters {
+                    let start = Instant::now();
+                    let logits = model.qa_logits(&input, &mut ws, &exec)?;
+                    let elapsed = start.elapsed().as_secs_f64() * 1e3;
+                    std::hint::black_box(logits);
+                    if i >= args.warmup {
+                        times.push(elapsed);
+                    }
+                    bar.inc(1);
+                }
+                times.sort_by(f64::total_cmp);
+                let median = times[times.len() / 2];
+                results.push(Measurement {
+                    seq,
+                    batch,
+                    threads: t,
+                    median_ms: median,
+                    p90_ms: times[((times.len() * 9) / 10).min(times.len() - 1)],
+                    min_ms: times[0],
+                    gflops: flops(&config, batch, seq) / (median * 1e6),
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let report = Report {
+        model: name,
+        precision: "fp32",
+        kernel: squint_kernels::isa().name(),
+        iters: args.iters,
+        results,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "model: {}  precision: {}  kernel: {}  iters: {}",
+            report.model, report.precision, report.kernel, report.iters
+        );
+        println!(
+            "{:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
+            "seq", "batch", "threads", "median ms", "p90 ms", "min ms", "GFLOP/s"
+        );
+        for m in &report.results {
+            println!(
+                "{:>5} {:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.1}",
+                m.seq, m.batch, m.threads, m.median_ms, m.p90_ms, m.min_ms, m.gflops
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The GEMMs of one encoder layer, `(name, k, n)`.
+fn layer_gemms(c: &BertConfig) -> [(&'static str, usize, usize); 4] {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    [
+        ("qkv", h, 3 * h),
+        ("attention out", h, h),
+        ("ffn in", h, i),
+        ("ffn out", i, h),
+    ]
+}
+
+fn run_gemm(args: &BenchArgs) -> Result<()> {
+    use squint_kernels::{matmul_packed, PackedMatrix, Parallelism};
+    let name = args.shape.as_deref().unwrap_or("bert-base");
+    let config = BertConfig::shape(name).with_context(|| format!("unknown --shape {name:?}"))?;
+    let threads = if args.threads.is_empty() {
+        vec![1]
+    } else {
+        args.threads.clone()
+    };
+    println!(
+        "fp32 GEMM, kernel {}, {} iterations (median)",
+        squint_kernels::isa().name(),
+        args.iters
+    );
+    println!(
+        "{:>14} {:>5} {:>5} {:>5} {:>7} {:>10} {:>8}",
+        "layer", "M", "K", "N", "threads", "median ms", "GFLOP/s"
+    );
+    for &t in &threads {
+        let exec = Executor::new(Some(t))?;
+        for &m in &args.seq {
+            for (layer, k, n) in layer_gemms(&config) {
+                let w: Vec<f32> = (0..n * k).map(|i| ((i % 97) as f32 - 48.0) / 480.0).collect();
+                let packed = PackedMatrix::from_transposed(&w, n, k);
+                let a: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 - 44.0) / 440.0).collect();
+                let mut c = vec![0.0f32; m * n];
+                let par = if t > 1 {
+                    Parallelism::Threads(t)
+                } else {
+                    Parallelism::Sequential
+                };
+                let mut times = Vec::new();
+                for i in 0..args.warmup + args.iters {
+                    let start = Instant::now();
+                    exec.run(|| matmul_packed(&mut c, n, &a, k, m, &packed, Default::default(), par))?;
+                    if i >= args.warmup {
+                        times.push(start.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                times.sort_by(f64::total_cmp);
+                let median = times[times.len() / 2];
+                let gflops = 2.0 * (m * k * n) as f64 / (median * 1e6);
+                println!("{layer:>14} {m:>5} {k:>5} {n:>5} {t:>7} {median:>10.3} {gflops:>8.1}");
+            }
+        }
+    }
+    Ok(())
+}
