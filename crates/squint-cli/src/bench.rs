@@ -133,7 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 bar.set_message(format!("seq {seq} batch {batch} threads {t}"));
                 // Deterministic token ids of exactly `seq` tokens, question/context types.
                 let ids: Vec<u32> = (0..batch * seq)
-                    .map(|i| (1000 + (i * 7919) % 20000) as u32)
+                    .map(|i| ((1000 + i * 7919) % config.vocab_size) as u32)
                     .collect();
                 let types: Vec<u32> = (0..batch * seq).map(|i| ((i % seq) >= seq / 4) as u32).collect();
                 let lengths = vec![seq; batch];
