@@ -177,15 +177,7 @@ fn padded_batch_matches_candle_with_attention_mask() {
     let ours = model.encode(&batch, &mut ws, &exec).unwrap().to_vec();
     let theirs = oracle.hidden(&ids, &types, &lengths, seq);
     let h = config.hidden_size;
-    let mut worst = 0.0f32;
-    for (b, &len) in lengths.iter().enumerate() {
-        for i in 0..len {
-            let row = (b * seq + i) * h;
-            for j in 0..h {
-                worst = worst.max((ours[row + j] - theirs[row + j]).abs());
-            }
-        }
-    }
+    let worst = common::max_diff_unpadded(&ours, &theirs, &lengths, seq, h);
     eprintln!("padded batch: max |hidden - candle| = {worst:e}");
     assert!(worst <= 1e-4, "hidden states differ from candle by {worst}");
 }

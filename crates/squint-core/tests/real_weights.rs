@@ -79,15 +79,7 @@ fn minilm_hidden_states_match_candle() {
         .to_vec();
     let theirs = common::CandleBert::load(&dir).hidden(&ids, &types, &lengths, seq);
     let h = config.hidden_size;
-    let mut worst = 0.0f32;
-    for (b, &len) in lengths.iter().enumerate() {
-        for i in 0..len {
-            let row = (b * seq + i) * h;
-            for j in 0..h {
-                worst = worst.max((ours[row + j] - theirs[row + j]).abs());
-            }
-        }
-    }
+    let worst = common::max_diff_unpadded(&ours, &theirs, &lengths, seq, h);
     eprintln!("all-MiniLM-L6-v2, 20 sentences: max |hidden - candle| = {worst:e}");
     assert!(worst <= 1e-4, "hidden states differ from candle by {worst}");
     // The embeddings are not degenerate: different sentences give different [CLS] states.

@@ -9,6 +9,8 @@ pub mod dispatch;
 pub mod elementwise;
 pub mod matmul;
 pub mod packed;
+#[cfg(test)]
+mod test_util;
 
 pub use dispatch::{isa, Isa};
 pub use matmul::{matmul, MatMut, MatRef, MatmulError, Parallelism};

@@ -236,6 +236,7 @@ pub fn matmul(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::fill;
     use proptest::prelude::*;
 
     #[allow(clippy::too_many_arguments)]
@@ -260,15 +261,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn fill(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
     }
 
     proptest! {

@@ -452,16 +452,8 @@ unsafe fn micro_avx512<const R: usize>(kc: usize, a: &[f32], panel: &[f32], tile
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::fill;
     use proptest::prelude::*;
-
-    fn fill(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
 
     fn check(
         m: usize,

@@ -44,6 +44,18 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Largest |a - b| over the real (unpadded) rows of two `[batch, seq, h]` hidden-state buffers.
+pub fn max_diff_unpadded(a: &[f32], b: &[f32], lengths: &[usize], seq: usize, h: usize) -> f32 {
+    let mut worst = 0.0f32;
+    for (row, &len) in lengths.iter().enumerate() {
+        let span = row * seq * h..(row * seq + len) * h;
+        for (x, y) in a[span.clone()].iter().zip(&b[span]) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    worst
+}
+
 /// candle-transformers' BertModel over a checkpoint directory (with or without `bert.`).
 pub struct CandleBert {
     model: BertModel,
