@@ -251,8 +251,37 @@ fn run_gemm(args: &BenchArgs) -> Result<()> {
                 let median = times[times.len() / 2];
                 let gflops = 2.0 * (m * k * n) as f64 / (median * 1e6);
                 println!("{layer:>14} {m:>5} {k:>5} {n:>5} {t:>7} {median:>10.3} {gflops:>8.1}");
+                if t == 1 {
+                    run_int8_gemm(m, k, n, args)?;
+                }
             }
         }
     }
+    Ok(())
+}
+
+/// The same GEMM in INT8 (u8 × s8 -> i32), single-threaded: exact kernels, GOP/s.
+fn run_int8_gemm(m: usize, k: usize, n: usize, args: &BenchArgs) -> Result<()> {
+    use squint_kernels::int8::{int8_kernel, matmul_u8i8, PackedI8};
+    let w: Vec<i8> = (0..n * k).map(|i| ((i * 37) % 255) as i8).collect();
+    let packed = PackedI8::from_transposed(&w, n, k);
+    let a: Vec<u8> = (0..m * k).map(|i| ((i * 11) % 256) as u8).collect();
+    let mut c = vec![0i32; m * n];
+    let mut times = Vec::new();
+    for i in 0..args.warmup + args.iters {
+        let start = Instant::now();
+        matmul_u8i8(&mut c, n, &a, k, m, &packed)?;
+        if i >= args.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let gops = 2.0 * (m * k * n) as f64 / (median * 1e6);
+    let kernel = int8_kernel(&packed).name();
+    println!(
+        "{:>14} {m:>5} {k:>5} {n:>5} {:>7} {median:>10.3} {gops:>8.1}  (GOP/s, {kernel})",
+        "  int8", 1
+    );
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod dispatch;
 pub mod elementwise;
+pub mod int8;
 pub mod matmul;
 pub mod packed;
 #[cfg(test)]

@@ -1,0 +1,544 @@
+//! INT8 GEMM: `C[i32] = A[u8] · B[s8]`, exact integer accumulation on every ISA, so every
+//! kernel returns bit-identical accumulators.
+//!
+//! `B` (a linear layer's quantized weights) is packed once into panels of [`NR`] columns: for
+//! each group of four k, the four bytes of each column are adjacent, which is the operand
+//! layout of `vpdpbusd` (four u8·s8 products summed into one i32 lane). `A` (activations) is
+//! packed per call into tiles of [`MR`] rows, four k at a time, broadcast as one i32.
+//!
+//! AVX2 has no exact u8·s8 dot: `vpmaddubsw` saturates pairs at i16. It is used only for
+//! weights packed as 7-bit (|w| ≤ 64, see [`PackedI8::seven_bit`]): then 2·255·64 = 32640 fits
+//! and the result is exact; other weights run the VNNI or scalar kernel.
+
+use crate::dispatch::Isa;
+
+/// Columns per packed panel.
+pub const NR: usize = 64;
+/// Rows per micro-tile.
+pub const MR: usize = 6;
+/// Groups of four k per K block (k = 1024).
+const KC_GROUPS: usize = 256;
+/// Panels per L2 block (256 columns).
+const NC_PANELS: usize = 4;
+
+/// One cache line of packed bytes.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Signed 8-bit weights `[k, n]` packed for the kernels, with their column sums (for the
+/// activation zero point: Σ_k (a - z)·w = Σ_k a·w - z·Σ_k w).
+#[derive(Clone, Debug)]
+pub struct PackedI8 {
+    k: usize,
+    n: usize,
+    /// k rounded up to a multiple of 4.
+    k4: usize,
+    lines: Vec<Line>,
+    col_sums: Vec<i32>,
+    seven_bit: bool,
+}
+
+impl PackedI8 {
+    /// Packs `Wᵀ` where `w` is `[n, k]` row-major (PyTorch's `Linear.weight` layout).
+    pub fn from_transposed(w: &[i8], n: usize, k: usize) -> PackedI8 {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "PackedI8::from_transposed: {n}x{k} needs {} values",
+            n * k
+        );
+        let k4 = k.div_ceil(4) * 4;
+        let panels = n.div_ceil(NR);
+        // Per panel: k4/4 groups × NR columns × 4 bytes = k4·NR bytes = k4 lines.
+        let mut lines = vec![Line([0; 64]); panels * k4];
+        let mut col_sums = vec![0i32; n];
+        for col in 0..n {
+            let (p, j) = (col / NR, col % NR);
+            for (kk, &v) in w[col * k..(col + 1) * k].iter().enumerate() {
+                let flat = p * k4 * NR + (kk / 4) * NR * 4 + j * 4 + kk % 4;
+                lines[flat / 64].0[flat % 64] = v as u8;
+                col_sums[col] += v as i32;
+            }
+        }
+        let seven_bit = w.iter().all(|&v| (-64..=63).contains(&v));
+        PackedI8 {
+            k,
+            n,
+            k4,
+            lines,
+            col_sums,
+            seven_bit,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// Σ_k w[k, n] for every column.
+    pub fn col_sums(&self) -> &[i32] {
+        &self.col_sums
+    }
+
+    /// Whether every weight lies in [-64, 63], so the AVX2 kernel is exact.
+    pub fn seven_bit(&self) -> bool {
+        self.seven_bit
+    }
+
+    fn panel(&self, p: usize) -> &[u8] {
+        let lines = &self.lines[p * self.k4..(p + 1) * self.k4];
+        // SAFETY: `Line` is `repr(C)` around `[u8; 64]`: a slice of lines is 64·len
+        // contiguous initialised bytes with the same lifetime.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<u8>(), lines.len() * 64) }
+    }
+}
+
+/// Why an INT8 multiplication was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("int8 matmul: A is {m}x{k} (lda {lda}, {a_len} bytes), B is {k}x{n}, C needs {m}x{n} (ldc {ldc}, {c_len} values)")]
+pub struct Int8ShapeError {
+    m: usize,
+    k: usize,
+    n: usize,
+    lda: usize,
+    ldc: usize,
+    a_len: usize,
+    c_len: usize,
+}
+
+/// The kernel [`matmul_u8i8`] runs for these weights on this process's ISA.
+pub fn int8_kernel(b: &PackedI8) -> Isa {
+    kernel_for(crate::isa(), b)
+}
+
+fn kernel_for(isa: Isa, b: &PackedI8) -> Isa {
+    match isa {
+        Isa::Avx2 if !b.seven_bit => Isa::Scalar,
+        other => other,
+    }
+}
+
+/// `C = A·B` exactly in i32, for `m` rows; `a` is `[m, k]` u8 with row stride `lda`, `c` is
+/// `[m, n]` with row stride `ldc`.
+pub fn matmul_u8i8(
+    c: &mut [i32],
+    ldc: usize,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8,
+) -> Result<(), Int8ShapeError> {
+    matmul_u8i8_with(int8_kernel(b), c, ldc, a, lda, m, b)
+}
+
+/// [`matmul_u8i8`] on a chosen kernel (tests and benchmarks); an ISA the CPU or the weights
+/// cannot run falls back as [`int8_kernel`] does.
+pub fn matmul_u8i8_with(
+    isa: Isa,
+    c: &mut [i32],
+    ldc: usize,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8,
+) -> Result<(), Int8ShapeError> {
+    let (k, n) = (b.k, b.n);
+    let fits = |len: usize, cols: usize, ld: usize| m == 0 || (ld >= cols && (m - 1) * ld + cols <= len);
+    if !fits(a.len(), k, lda) || !fits(c.len(), n, ldc) {
+        return Err(Int8ShapeError {
+            m,
+            k,
+            n,
+            lda,
+            ldc,
+            a_len: a.len(),
+            c_len: c.len(),
+        });
+    }
+    let isa = if Isa::available().contains(&isa) {
+        kernel_for(isa, b)
+    } else {
+        int8_kernel(b)
+    };
+    let mut packed = Vec::new();
+    pack_a(&mut packed, a, lda, m, k, b.k4);
+    let (groups, tiles, panels) = (b.k4 / 4, m.div_ceil(MR), n.div_ceil(NR));
+    // K in blocks of KC_GROUPS·4 and columns in chunks of NC_PANELS panels, so that a B block
+    // stays in L2 while the A tiles (in L1) sweep over it; C accumulates across K blocks.
+    for g0 in (0..groups).step_by(KC_GROUPS) {
+        let gc = KC_GROUPS.min(groups - g0);
+        for chunk in (0..panels).step_by(NC_PANELS) {
+            for t in 0..tiles {
+                let rows = MR.min(m - t * MR);
+                let tile_base = t * groups * MR * 4;
+                let a_tile = &packed[tile_base + g0 * MR * 4..tile_base + (g0 + gc) * MR * 4];
+                for p in chunk..(chunk + NC_PANELS).min(panels) {
+                    let cols = NR.min(n - p * NR);
+                    let panel = &b.panel(p)[g0 * NR * 4..(g0 + gc) * NR * 4];
+                    let c_tile = &mut c[t * MR * ldc + p * NR..];
+                    tile(isa, rows, gc, a_tile, panel, c_tile, ldc, cols, g0 > 0);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Packs A: tiles of MR rows; per group of four k, each row's four bytes adjacent
+/// (`tile[(g·MR + r)·4 + q]`); zero padding past k and past the last row.
+fn pack_a(buf: &mut Vec<u8>, a: &[u8], lda: usize, m: usize, k: usize, k4: usize) {
+    let tiles = m.div_ceil(MR);
+    buf.clear();
+    buf.resize(tiles * MR * k4, 0);
+    for row in 0..m {
+        let (t, r) = (row / MR, row % MR);
+        let tile = &mut buf[t * MR * k4..(t + 1) * MR * k4];
+        for (kk, &v) in a[row * lda..row * lda + k].iter().enumerate() {
+            tile[((kk / 4) * MR + r) * 4 + kk % 4] = v;
+        }
+    }
+}
+
+/// One micro-tile on the chosen ISA.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    isa: Isa,
+    rows: usize,
+    groups: usize,
+    a: &[u8],
+    panel: &[u8],
+    c: &mut [i32],
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    debug_assert!(a.len() >= groups * MR * 4 && panel.len() >= groups * NR * 4);
+    debug_assert!(c.len() >= (rows - 1) * ldc + cols);
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: Avx512Vnni is only returned when avx512f/bw/vl/vnni were detected; the
+        // buffers' sizes are checked above.
+        Isa::Avx512Vnni => {
+            return unsafe { x86::tile_avx512vnni(rows, groups, a, panel, c, ldc, cols, accumulate) }
+        }
+        // SAFETY: AvxVnni is only returned when avxvnni and avx2 were detected.
+        Isa::AvxVnni => {
+            return unsafe { x86::tile_avxvnni(rows, groups, a, panel, c, ldc, cols, accumulate) }
+        }
+        // SAFETY: Avx2 is only returned when avx2 was detected, and only for 7-bit weights.
+        Isa::Avx2 => return unsafe { x86::tile_avx2(rows, groups, a, panel, c, ldc, cols, accumulate) },
+        Isa::Scalar => {}
+    }
+    let _ = isa;
+    tile_scalar(rows, groups, a, panel, c, ldc, cols, accumulate);
+}
+
+/// Portable reference micro-kernel (also the wasm fallback): per row, 64 running sums that
+/// the compiler can vectorise.
+#[allow(clippy::too_many_arguments)]
+fn tile_scalar(
+    rows: usize,
+    groups: usize,
+    a: &[u8],
+    panel: &[u8],
+    c: &mut [i32],
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    for r in 0..rows {
+        let mut acc = [0i32; NR];
+        for g in 0..groups {
+            let x = &a[(g * MR + r) * 4..(g * MR + r) * 4 + 4];
+            let w = &panel[g * NR * 4..(g + 1) * NR * 4];
+            for (j, sum) in acc.iter_mut().enumerate() {
+                for q in 0..4 {
+                    *sum += x[q] as i32 * (w[j * 4 + q] as i8 as i32);
+                }
+            }
+        }
+        let out = &mut c[r * ldc..r * ldc + cols];
+        for (o, v) in out.iter_mut().zip(acc) {
+            *o = if accumulate { *o + v } else { v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// AVX-512 VNNI: an MR×64 tile in 4·MR zmm accumulators, `vpdpbusd` per group of 4 k.
+    ///
+    /// # Safety
+    /// Requires avx512f/bw/vnni; `a` holds `groups·MR·4` bytes, `panel` `groups·NR·4`, and
+    /// `c` holds `rows` rows of stride `ldc` with `cols` valid columns.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // unrolled register loops
+    pub(super) unsafe fn tile_avx512vnni(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); 4]; MR];
+        let (ap, bp) = (a.as_ptr(), panel.as_ptr());
+        for g in 0..groups {
+            // SAFETY: g < groups: the 256 bytes at bp + 256g and the 24 at ap + 24g are in bounds.
+            unsafe {
+                let b: [__m512i; 4] =
+                    std::array::from_fn(|j| _mm512_loadu_si512(bp.add((g * NR + 16 * j) * 4).cast()));
+                for r in 0..MR {
+                    let x = _mm512_set1_epi32(ap.add((g * MR + r) * 4).cast::<i32>().read_unaligned());
+                    for j in 0..4 {
+                        acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], x, b[j]);
+                    }
+                }
+            }
+        }
+        for r in 0..rows {
+            for j in 0..4 {
+                let left = cols.saturating_sub(16 * j).min(16);
+                let mask: __mmask16 = if left == 16 {
+                    0xffff
+                } else {
+                    ((1u32 << left) - 1) as u16
+                };
+                // SAFETY: the masked load/store touch columns 16j..16j+left < cols of row r < rows.
+                unsafe {
+                    let out = c.as_mut_ptr().add(r * ldc + 16 * j).cast();
+                    let mut v = acc[r][j];
+                    if accumulate {
+                        v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(mask, out));
+                    }
+                    _mm512_mask_storeu_epi32(out, mask, v);
+                }
+            }
+        }
+    }
+
+    /// AVX-VNNI: `vpdpbusd` on ymm.
+    ///
+    /// # Safety
+    /// Requires avx2 and avxvnni; buffer sizes as for [`tile_avx512vnni`].
+    #[target_feature(enable = "avx2,avxvnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_avxvnni(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract, and avxvnni is enabled here.
+        unsafe { tile_ymm::<true>(rows, groups, a, panel, c, ldc, cols, accumulate) }
+    }
+
+    /// AVX2 for 7-bit weights: `vpmaddubsw` + `vpmaddwd`, exact because pair sums of
+    /// 255·64 stay within i16. Compiled without avxvnni so no VNNI instruction can appear.
+    ///
+    /// # Safety
+    /// Requires avx2; every weight must be in [-64, 63]; buffer sizes as for
+    /// [`tile_avx512vnni`].
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_avx2(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract; the VNNI branch is compiled out (VNNI = false).
+        unsafe { tile_ymm::<false>(rows, groups, a, panel, c, ldc, cols, accumulate) }
+    }
+
+    /// The 256-bit micro-kernel body shared by [`tile_avxvnni`] and [`tile_avx2`].
+    ///
+    /// # Safety
+    /// As for the two wrappers; must be inlined into one of them.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // unrolled register loops
+    unsafe fn tile_ymm<const VNNI: bool>(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        // 16 ymm registers: 2 rows × 4 ymm (32 columns) of accumulators at a time, so the
+        // 6×64 tile takes 2 column halves × 3 row pairs.
+        let (ap, bp) = (a.as_ptr(), panel.as_ptr());
+        // SAFETY: avx2 is enabled in both callers this body is inlined into.
+        let ones = unsafe { _mm256_set1_epi16(1) };
+        for half in 0..2 {
+            for r0 in (0..MR).step_by(2) {
+                // SAFETY: as above.
+                let mut acc = unsafe { [[_mm256_setzero_si256(); 4]; 2] };
+                for g in 0..groups {
+                    // SAFETY: g < groups; the loads stay inside this group's 256 panel bytes
+                    // and this tile's 24 A bytes.
+                    unsafe {
+                        let b: [__m256i; 4] = std::array::from_fn(|j| {
+                            _mm256_loadu_si256(bp.add((g * NR + 32 * half + 8 * j) * 4).cast())
+                        });
+                        for r in 0..2 {
+                            let x = _mm256_set1_epi32(
+                                ap.add((g * MR + r0 + r) * 4).cast::<i32>().read_unaligned(),
+                            );
+                            for j in 0..4 {
+                                acc[r][j] = if VNNI {
+                                    // VNNI is true only inside `tile_avxvnni`.
+                                    _mm256_dpbusd_avx_epi32(acc[r][j], x, b[j])
+                                } else {
+                                    let pairs = _mm256_maddubs_epi16(x, b[j]);
+                                    _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones))
+                                };
+                            }
+                        }
+                    }
+                }
+                for r in 0..2 {
+                    let row = r0 + r;
+                    if row >= rows {
+                        continue;
+                    }
+                    for j in 0..4 {
+                        let start = 32 * half + 8 * j;
+                        if start >= cols {
+                            continue;
+                        }
+                        let mut lanes = [0i32; 8];
+                        // SAFETY: storing into a local array of 8 i32.
+                        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc[r][j]) };
+                        let n = (cols - start).min(8);
+                        for (o, v) in c[row * ldc + start..row * ldc + start + n].iter_mut().zip(lanes) {
+                            *o = if accumulate { *o + v } else { v };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(a: &[u8], lda: usize, m: usize, w: &[i8], n: usize, k: usize) -> Vec<i32> {
+        let mut out = vec![0i32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|p| a[i * lda + p] as i32 * w[j * k + p] as i32).sum();
+            }
+        }
+        out
+    }
+
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn check_all_kernels(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[u8],
+        lda: usize,
+        w: &[i8],
+    ) -> Result<(), TestCaseError> {
+        let want = reference(a, lda, m, w, n, k);
+        let packed = PackedI8::from_transposed(w, n, k);
+        for isa in Isa::available() {
+            let mut c = vec![i32::MIN; m * n];
+            matmul_u8i8_with(isa, &mut c, n, a, lda, m, &packed).unwrap();
+            prop_assert_eq!(&c, &want, "kernel {:?} (ran {:?})", isa, kernel_for(isa, &packed));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn every_kernel_is_exact(m in 1usize..20, k in 1usize..200, n in 1usize..150, pad in 0usize..5, seed: u64, seven in any::<bool>()) {
+            let lda = k + pad;
+            let a = bytes(m * lda, seed);
+            let w: Vec<i8> = bytes(n * k, seed ^ 0xabc).into_iter()
+                .map(|b| if seven { (b as i8) >> 1 } else { b as i8 }).collect();
+            check_all_kernels(m, k, n, &a, lda, &w)?;
+        }
+    }
+
+    #[test]
+    fn extreme_values_do_not_saturate() {
+        // All 255 × all -128 (and 127): the worst case for 16-bit intermediates.
+        for (m, k, n) in [(1, 1, 1), (7, 131, 67), (13, 768, 65), (7, 2101, 300)] {
+            let a = vec![255u8; m * k];
+            for v in [-128i8, 127, -64, 63] {
+                let w = vec![v; n * k];
+                check_all_kernels(m, k, n, &a, k, &w).unwrap();
+                let c = reference(&a, k, m, &w, n, k);
+                assert_eq!(c[0], 255 * v as i32 * k as i32);
+            }
+        }
+    }
+
+    #[test]
+    fn several_k_blocks_and_column_chunks() {
+        let (m, k, n) = (9, 2500, 270);
+        let a = bytes(m * k, 1);
+        let w: Vec<i8> = bytes(n * k, 2).into_iter().map(|b| b as i8).collect();
+        check_all_kernels(m, k, n, &a, k, &w).unwrap();
+        let seven: Vec<i8> = w.iter().map(|v| v >> 1).collect();
+        check_all_kernels(m, k, n, &a, k, &seven).unwrap();
+    }
+
+    #[test]
+    fn avx2_runs_only_for_seven_bit_weights() {
+        let full = PackedI8::from_transposed(&[-128, 5, 7, 9], 2, 2);
+        let seven = PackedI8::from_transposed(&[-64, 5, 7, 63], 2, 2);
+        assert!(!full.seven_bit() && seven.seven_bit());
+        assert_eq!(kernel_for(Isa::Avx2, &full), Isa::Scalar);
+        assert_eq!(kernel_for(Isa::Avx2, &seven), Isa::Avx2);
+        assert_eq!(full.col_sums(), &[-123, 16]);
+    }
+
+    #[test]
+    fn rejects_short_buffers() {
+        let packed = PackedI8::from_transposed(&[1; 6], 2, 3);
+        let mut c = vec![0i32; 3];
+        assert!(matmul_u8i8(&mut c, 2, &[1; 6], 3, 2, &packed).is_err());
+        let mut c = vec![0i32; 4];
+        assert!(matmul_u8i8(&mut c, 2, &[1; 5], 3, 2, &packed).is_err());
+        matmul_u8i8(&mut c, 2, &[1; 6], 3, 2, &packed).unwrap();
+        assert_eq!(c, vec![3; 4]);
+    }
+}
