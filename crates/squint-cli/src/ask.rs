@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use squint_core::{Answer, Pipeline, PipelineOptions, QaParams};
+use squint_core::{Answer, Pipeline, PipelineOptions, Precision, QaParams};
 
 #[derive(Args, Debug)]
 pub struct AskArgs {
@@ -46,6 +46,10 @@ pub struct AskArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Linear-layer arithmetic: fp32, or int8-dynamic (weights quantized at load, activations
+    /// per row at run time).
+    #[arg(long, default_value = "fp32")]
+    precision: String,
     /// Print the wire API's JSON response.
     #[arg(long)]
     json: bool,
@@ -70,14 +74,19 @@ pub fn run(args: AskArgs) -> Result<()> {
         handle_impossible_answer: args.handle_impossible_answer,
         align_to_words: true,
     };
-    let pipeline = Pipeline::from_dir(
-        &args.model,
-        PipelineOptions {
-            threads: args.threads,
-            batch: 4,
-        },
-    )
-    .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let precision = Precision::parse(&args.precision)
+        .with_context(|| format!("unknown --precision {:?} (fp32, int8-dynamic)", args.precision))?;
+    let spinner =
+        indicatif::ProgressBar::new_spinner().with_message(format!("loading {}", args.model.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let options = PipelineOptions {
+        threads: args.threads,
+        batch: 4,
+        precision,
+    };
+    let pipeline = Pipeline::from_dir(&args.model, options);
+    spinner.finish_and_clear();
+    let pipeline = pipeline.with_context(|| format!("loading the model from {}", args.model.display()))?;
     let answers = pipeline.answer(&args.question, &context, &params)?;
     if args.json {
         println!("{}", wire_json(&answers)?);

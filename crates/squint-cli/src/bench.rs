@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use squint_core::weights::WeightReader;
-use squint_core::{Batch, Bert, BertConfig, Executor, ModelFiles, Workspace};
+use squint_core::{Batch, Bert, BertConfig, Executor, ModelFiles, Precision, Workspace};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Linear-layer arithmetics to time, comma-separated: fp32, int8-dynamic.
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    precision: Vec<String>,
     /// Time the linear layers' GEMMs alone (shapes of --shape, M = each --seq) and print GOP/s.
     #[arg(long)]
     gemm: bool,
@@ -44,19 +47,20 @@ pub struct BenchArgs {
 
 #[derive(Serialize, Debug)]
 struct Measurement {
+    precision: &'static str,
     seq: usize,
     batch: usize,
     threads: usize,
     median_ms: f64,
     p90_ms: f64,
     min_ms: f64,
+    /// Matmul FLOPs (or integer ops for INT8) per second.
     gflops: f64,
 }
 
 #[derive(Serialize, Debug)]
 struct Report {
     model: String,
-    precision: &'static str,
     kernel: &'static str,
     iters: usize,
     results: Vec<Measurement>,
@@ -69,23 +73,21 @@ fn flops(c: &BertConfig, batch: usize, seq: usize) -> f64 {
     per_layer * c.num_hidden_layers as f64 * batch as f64
 }
 
-fn load(args: &BenchArgs) -> Result<(String, Bert)> {
-    let spinner = ProgressBar::new_spinner().with_message("loading model");
+fn load(args: &BenchArgs, precision: Precision) -> Result<(String, Bert)> {
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading model ({})", precision.name()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let loaded = if let Some(dir) = &args.model {
         let files = ModelFiles::from_dir(dir)?;
         let config = BertConfig::from_json(&files.config, "config.json")?;
-        let model = squint_core::pipeline::load_model(&config, &files.weights)?;
+        let model = squint_core::pipeline::load_model_with(&config, &files.weights, precision)?;
         (dir.display().to_string(), model)
     } else {
         let name = args.shape.as_deref().unwrap_or("bert-base");
         let config = BertConfig::shape(name)
             .with_context(|| format!("unknown --shape {name:?} (bert-base, bert-large, minilm-l6)"))?;
         let source = squint_core::random::random_weights(&config, 42);
-        (
-            format!("{name} (random weights)"),
-            Bert::load(&config, &WeightReader::new(&source))?,
-        )
+        let model = Bert::load_with(&config, &WeightReader::new(&source), precision)?;
+        (format!("{name} (random weights)"), model)
     };
     spinner.finish_and_clear();
     Ok(loaded)
@@ -98,23 +100,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.gemm {
         return run_gemm(&args);
     }
-    let (name, model) = load(&args)?;
-    let config = model.config().clone();
-    if !model.has_qa_head() {
-        bail!("{name} has no QA head (qa_outputs); bench times encoder + QA head");
+    if args.batch.contains(&0) {
+        bail!("--batch must be at least 1");
     }
+    let precisions = args
+        .precision
+        .iter()
+        .map(|p| {
+            Precision::parse(p).with_context(|| format!("unknown --precision {p:?} (fp32, int8-dynamic)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let threads = if args.threads.is_empty() {
         vec![std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)]
     } else {
         args.threads.clone()
     };
-    for &s in &args.seq {
-        if s == 0 || s > config.max_position_embeddings {
-            bail!("--seq {s} is outside 1..={}", config.max_position_embeddings);
-        }
-    }
-    let total = (args.seq.len() * args.batch.len() * threads.len() * (args.iters + args.warmup)) as u64;
-    let bar = ProgressBar::new(total).with_style(
+    let configs = args.seq.len() * args.batch.len() * threads.len() * precisions.len();
+    let bar = ProgressBar::new((configs * (args.iters + args.warmup)) as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} forward passes {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -123,55 +125,71 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let mut results = Vec::new();
     let mut ws = Workspace::default();
-    for &t in &threads {
-        let exec = Executor::new(Some(t))?;
-        for &seq in &args.seq {
-            for &batch in &args.batch {
-                if batch == 0 {
-                    bail!("--batch must be at least 1");
-                }
-                bar.set_message(format!("seq {seq} batch {batch} threads {t}"));
-                // Deterministic token ids of exactly `seq` tokens, question/context types.
-                let ids: Vec<u32> = (0..batch * seq)
-                    .map(|i| ((1000 + i * 7919) % config.vocab_size) as u32)
-                    .collect();
-                let types: Vec<u32> = (0..batch * seq).map(|i| ((i % seq) >= seq / 4) as u32).collect();
-                let lengths = vec![seq; batch];
-                let input = Batch {
-                    ids: &ids,
-                    types: &types,
-                    lengths: &lengths,
-                    seq_len: seq,
-                };
-                let mut times = Vec::with_capacity(args.iters);
-                for i in 0..args.warmup + args.iters {
-                    let start = Instant::now();
-                    let logits = model.qa_logits(&input, &mut ws, &exec)?;
-                    let elapsed = start.elapsed().as_secs_f64() * 1e3;
-                    std::hint::black_box(logits);
-                    if i >= args.warmup {
-                        times.push(elapsed);
+    let mut model_name = String::new();
+    for &precision in &precisions {
+        let (name, model) = load(&args, precision)?;
+        let config = model.config().clone();
+        if !model.has_qa_head() {
+            bail!("{name} has no QA head (qa_outputs); bench times encoder + QA head");
+        }
+        if let Some(s) = args
+            .seq
+            .iter()
+            .find(|&&s| s == 0 || s > config.max_position_embeddings)
+        {
+            bail!("--seq {s} is outside 1..={}", config.max_position_embeddings);
+        }
+        model_name = name;
+        for &t in &threads {
+            let exec = Executor::new(Some(t))?;
+            for &seq in &args.seq {
+                for &batch in &args.batch {
+                    bar.set_message(format!(
+                        "{} seq {seq} batch {batch} threads {t}",
+                        precision.name()
+                    ));
+                    // Deterministic token ids of exactly `seq` tokens, question/context types.
+                    let ids: Vec<u32> = (0..batch * seq)
+                        .map(|i| ((1000 + i * 7919) % config.vocab_size) as u32)
+                        .collect();
+                    let types: Vec<u32> = (0..batch * seq).map(|i| ((i % seq) >= seq / 4) as u32).collect();
+                    let lengths = vec![seq; batch];
+                    let input = Batch {
+                        ids: &ids,
+                        types: &types,
+                        lengths: &lengths,
+                        seq_len: seq,
+                    };
+                    let mut times = Vec::with_capacity(args.iters);
+                    for i in 0..args.warmup + args.iters {
+                        let start = Instant::now();
+                        let logits = model.qa_logits(&input, &mut ws, &exec)?;
+                        let elapsed = start.elapsed().as_secs_f64() * 1e3;
+                        std::hint::black_box(logits);
+                        if i >= args.warmup {
+                            times.push(elapsed);
+                        }
+                        bar.inc(1);
                     }
-                    bar.inc(1);
+                    times.sort_by(f64::total_cmp);
+                    let median = times[times.len() / 2];
+                    results.push(Measurement {
+                        precision: precision.name(),
+                        seq,
+                        batch,
+                        threads: t,
+                        median_ms: median,
+                        p90_ms: times[((times.len() * 9) / 10).min(times.len() - 1)],
+                        min_ms: times[0],
+                        gflops: flops(&config, batch, seq) / (median * 1e6),
+                    });
                 }
-                times.sort_by(f64::total_cmp);
-                let median = times[times.len() / 2];
-                results.push(Measurement {
-                    seq,
-                    batch,
-                    threads: t,
-                    median_ms: median,
-                    p90_ms: times[((times.len() * 9) / 10).min(times.len() - 1)],
-                    min_ms: times[0],
-                    gflops: flops(&config, batch, seq) / (median * 1e6),
-                });
             }
         }
     }
     bar.finish_and_clear();
     let report = Report {
-        model: name,
-        precision: "fp32",
+        model: model_name,
         kernel: squint_kernels::isa().name(),
         iters: args.iters,
         results,
@@ -180,17 +198,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "model: {}  precision: {}  kernel: {}  iters: {}",
-            report.model, report.precision, report.kernel, report.iters
+            "model: {}  kernel: {}  iters: {}",
+            report.model, report.kernel, report.iters
         );
         println!(
-            "{:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
-            "seq", "batch", "threads", "median ms", "p90 ms", "min ms", "GFLOP/s"
+            "{:>13} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
+            "precision", "seq", "batch", "threads", "median ms", "p90 ms", "min ms", "G(FL)OP/s"
         );
         for m in &report.results {
             println!(
-                "{:>5} {:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.1}",
-                m.seq, m.batch, m.threads, m.median_ms, m.p90_ms, m.min_ms, m.gflops
+                "{:>13} {:>5} {:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.1}",
+                m.precision, m.seq, m.batch, m.threads, m.median_ms, m.p90_ms, m.min_ms, m.gflops
             );
         }
     }

@@ -124,6 +124,19 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("/nonexistent.txt"), "{err}");
+    let (code, err) = run(&[
+        "ask",
+        "--model",
+        &model,
+        "--question",
+        "q",
+        "--context",
+        "c",
+        "--precision",
+        "int4",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unknown --precision"), "{err}");
     let (code, err) = run(&["bench", "--shape", "gpt-9"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("unknown --shape"), "{err}");
@@ -144,17 +157,20 @@ fn bench_reports_each_configuration() {
             "--warmup",
             "0",
             "--json",
+            "--precision",
+            "fp32,int8-dynamic",
         ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4);
+    assert_eq!(results.len(), 8);
+    assert_eq!(results[0]["precision"], "fp32");
+    assert_eq!(results[7]["precision"], "int8-dynamic");
     for r in results {
         assert!(r["median_ms"].as_f64().unwrap() > 0.0);
         assert!(r["p90_ms"].as_f64().unwrap() >= r["median_ms"].as_f64().unwrap());
     }
-    assert_eq!(report["precision"], "fp32");
     assert!(report["kernel"].is_string());
 }

@@ -9,7 +9,7 @@ use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
 use crate::exec::{for_each_chunk_pair, for_each_rows, Executor};
-use crate::linear::{Linear, Output};
+use crate::linear::{Linear, Output, Precision};
 use crate::weights::WeightReader;
 
 /// LayerNorm parameters.
@@ -40,10 +40,16 @@ impl LayerNorm {
     }
 }
 
-fn linear(r: &WeightReader<'_>, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
+fn linear(
+    r: &WeightReader<'_>,
+    prefix: &str,
+    out: usize,
+    inp: usize,
+    precision: Precision,
+) -> Result<Linear> {
     let w = r.get(&format!("{prefix}.weight"), &[out, inp])?;
     let b = r.get(&format!("{prefix}.bias"), &[out])?;
-    Ok(Linear::from_torch(&w, b, out, inp))
+    Ok(Linear::from_torch_with(&w, b, out, inp, precision))
 }
 
 /// Word + position + token-type embeddings, then LayerNorm.
@@ -67,7 +73,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(r: &WeightReader<'_>, i: usize, c: &BertConfig) -> Result<Self> {
+    fn load(r: &WeightReader<'_>, i: usize, c: &BertConfig, precision: Precision) -> Result<Self> {
         let (h, inter) = (c.hidden_size, c.intermediate_size);
         let p = format!("encoder.layer.{i}");
         // Fuse Q, K, V into one weight [3h, h] so a single GEMM computes all three.
@@ -78,16 +84,16 @@ impl Layer {
             b.extend(r.get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
         }
         Ok(Layer {
-            qkv: Linear::from_torch(&w, b, 3 * h, h),
-            attention_output: linear(r, &format!("{p}.attention.output.dense"), h, h)?,
+            qkv: Linear::from_torch_with(&w, b, 3 * h, h, precision),
+            attention_output: linear(r, &format!("{p}.attention.output.dense"), h, h, precision)?,
             attention_norm: LayerNorm::load(
                 r,
                 &format!("{p}.attention.output.LayerNorm"),
                 h,
                 c.layer_norm_eps,
             )?,
-            intermediate: linear(r, &format!("{p}.intermediate.dense"), inter, h)?,
-            output: linear(r, &format!("{p}.output.dense"), h, inter)?,
+            intermediate: linear(r, &format!("{p}.intermediate.dense"), inter, h, precision)?,
+            output: linear(r, &format!("{p}.output.dense"), h, inter, precision)?,
             output_norm: LayerNorm::load(r, &format!("{p}.output.LayerNorm"), h, c.layer_norm_eps)?,
         })
     }
@@ -149,11 +155,18 @@ pub struct Bert {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     qa_outputs: Option<Linear>,
+    precision: Precision,
 }
 
 impl Bert {
     /// Loads every tensor through `r`, checking names and shapes against `config`.
     pub fn load(config: &BertConfig, r: &WeightReader<'_>) -> Result<Bert> {
+        Self::load_with(config, r, Precision::Fp32)
+    }
+
+    /// [`Bert::load`] with the encoder's linear layers at `precision` (the QA head, two
+    /// outputs, stays FP32).
+    pub fn load_with(config: &BertConfig, r: &WeightReader<'_>, precision: Precision) -> Result<Bert> {
         let c = config;
         let h = c.hidden_size;
         let embeddings = Embeddings {
@@ -166,11 +179,11 @@ impl Bert {
             norm: LayerNorm::load(r, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
         };
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(r, i, c))
+            .map(|i| Layer::load(r, i, c, precision))
             .collect::<Result<Vec<_>>>()?;
         // The QA head has no `bert.` prefix; `WeightReader` tries both spellings anyway.
         let qa_outputs = if r.has("qa_outputs.weight") {
-            Some(linear(r, "qa_outputs", 2, h)?)
+            Some(linear(r, "qa_outputs", 2, h, Precision::Fp32)?)
         } else {
             None
         };
@@ -179,11 +192,16 @@ impl Bert {
             embeddings,
             layers,
             qa_outputs,
+            precision,
         })
     }
 
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn has_qa_head(&self) -> bool {

@@ -31,6 +31,8 @@ pub enum Error {
     Kernel(#[from] squint_kernels::MatmulError),
     #[error("kernel: {0}")]
     PackedKernel(#[from] squint_kernels::PackedShapeError),
+    #[error("kernel: {0}")]
+    Int8Kernel(#[from] squint_kernels::int8::Int8ShapeError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,6 +28,7 @@ pub use decode::Answer;
 pub use error::{Error, Result};
 pub use exec::Executor;
 pub use files::{ModelFiles, TokenizerFiles, WeightsFile};
+pub use linear::Precision;
 pub use params::QaParams;
 pub use pipeline::{Pipeline, PipelineOptions, WindowedLogits};
 pub use tokenizer::QaTokenizer;

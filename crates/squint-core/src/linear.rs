@@ -1,6 +1,7 @@
 //! `Linear`: y = x·Wᵀ + b, the one abstraction every dense layer goes through. FP32 today;
 //! quantized kinds are further variants of [`LinearKind`].
 
+use squint_kernels::int8::{matmul_dynamic_int8, PackedI8};
 use squint_kernels::{matmul_packed, Epilogue, PackedMatrix, Parallelism};
 
 use crate::error::Result;
@@ -14,11 +15,46 @@ pub enum Output {
     Add,
 }
 
+/// The arithmetic the encoder's linear layers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// FP32 weights and activations.
+    #[default]
+    Fp32,
+    /// INT8 weights (symmetric, one scale per output channel), activations quantized to u8 per
+    /// row at run time; the product is exact in i32 and dequantized in the GEMM epilogue.
+    Int8Dynamic,
+}
+
+impl Precision {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8Dynamic => "int8-dynamic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Precision> {
+        match name {
+            "fp32" => Some(Precision::Fp32),
+            "int8-dynamic" | "int8" => Some(Precision::Int8Dynamic),
+            _ => None,
+        }
+    }
+}
+
 /// The weights of a linear layer, in the layout its kernel wants.
 #[derive(Clone, Debug)]
 pub enum LinearKind {
     /// FP32, weight packed for the GEMM kernel once at load.
     F32 { weight: PackedMatrix, bias: Vec<f32> },
+    /// INT8 weights with per-output-channel scales; activations quantized per row at run time.
+    Int8Dynamic {
+        weight: PackedI8,
+        scales: Vec<f32>,
+        bias: Vec<f32>,
+    },
 }
 
 /// A dense layer `in_features -> out_features`.
@@ -44,6 +80,47 @@ impl Linear {
             in_features,
             out_features,
             kind: LinearKind::F32 { weight, bias },
+        }
+    }
+
+    /// From PyTorch's layout, at the given precision. INT8 weights are symmetric per output
+    /// channel: scale = max|w| / 127, q = round(w / scale) in [-127, 127].
+    pub fn from_torch_with(
+        weight: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        precision: Precision,
+    ) -> Linear {
+        match precision {
+            Precision::Fp32 => Self::from_torch(weight, bias, out_features, in_features),
+            Precision::Int8Dynamic => {
+                assert_eq!(
+                    weight.len(),
+                    out_features * in_features,
+                    "Linear::from_torch_with: weight shape"
+                );
+                assert_eq!(bias.len(), out_features, "Linear::from_torch_with: bias shape");
+                let mut q = vec![0i8; weight.len()];
+                let mut scales = Vec::with_capacity(out_features);
+                for (row, out) in weight
+                    .chunks_exact(in_features)
+                    .zip(q.chunks_exact_mut(in_features))
+                {
+                    let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                    }
+                    scales.push(scale);
+                }
+                let weight = PackedI8::from_transposed(&q, out_features, in_features);
+                Linear {
+                    in_features,
+                    out_features,
+                    kind: LinearKind::Int8Dynamic { weight, scales, bias },
+                }
+            }
         }
     }
 
@@ -89,6 +166,15 @@ impl Linear {
                     par,
                 )?;
             }
+            LinearKind::Int8Dynamic { weight, scales, bias } => {
+                let epilogue = Epilogue {
+                    accumulate: mode == Output::Add,
+                    bias: Some(bias),
+                    activation,
+                };
+                let out = &mut out[..rows * n];
+                matmul_dynamic_int8(out, n, &x[..rows * k], k, rows, weight, scales, epilogue, par)?;
+            }
         }
         Ok(())
     }
@@ -97,6 +183,29 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_dynamic_is_close_to_fp32() {
+        let (rows, inp, out) = (5, 96, 40);
+        let w: Vec<f32> = (0..out * inp).map(|i| (i as f32 * 0.37).sin() * 0.05).collect();
+        let b: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
+        let x: Vec<f32> = (0..rows * inp).map(|i| (i as f32 * 0.11).cos()).collect();
+        let fp32 = Linear::from_torch(&w, b.clone(), out, inp);
+        let int8 = Linear::from_torch_with(&w, b, out, inp, Precision::Int8Dynamic);
+        let (mut y, mut z) = (vec![0.0f32; rows * out], vec![0.0f32; rows * out]);
+        fp32.forward(&x, rows, &mut y, Output::Replace, None, Parallelism::Sequential)
+            .unwrap();
+        int8.forward(&x, rows, &mut z, Output::Replace, None, Parallelism::Sequential)
+            .unwrap();
+        let worst = y
+            .iter()
+            .zip(&z)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let scale = y.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        assert!(worst < 0.02 * scale, "int8 error {worst} vs output scale {scale}");
+        assert!(Precision::parse("int8-dynamic") == Some(Precision::Int8Dynamic));
+    }
 
     #[test]
     fn matches_naive_linear() {

@@ -9,6 +9,7 @@ use crate::decode::{decode, Answer, WindowLogits};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::files::{ModelFiles, WeightsFile};
+use crate::linear::Precision;
 use crate::params::QaParams;
 use crate::tokenizer::QaTokenizer;
 use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
@@ -21,6 +22,8 @@ pub struct PipelineOptions {
     pub threads: Option<usize>,
     /// Windows encoded together in one forward pass.
     pub batch: usize,
+    /// Arithmetic of the encoder's linear layers.
+    pub precision: Precision,
 }
 
 impl Default for PipelineOptions {
@@ -28,6 +31,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             threads: None,
             batch: 4,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -52,7 +56,12 @@ pub struct Pipeline {
 
 /// Loads the encoder from a model directory's weights.
 pub fn load_model(config: &BertConfig, weights: &WeightsFile) -> Result<Bert> {
-    let load = |source: &dyn TensorSource| Bert::load(config, &WeightReader::new(source));
+    load_model_with(config, weights, Precision::Fp32)
+}
+
+/// [`load_model`] with the encoder's linear layers at `precision`.
+pub fn load_model_with(config: &BertConfig, weights: &WeightsFile, precision: Precision) -> Result<Bert> {
+    let load = |source: &dyn TensorSource| Bert::load_with(config, &WeightReader::new(source), precision);
     match weights {
         WeightsFile::Safetensors { name, bytes } => load(&SafetensorsSource::new(name, bytes.as_ref())?),
         #[cfg(not(target_arch = "wasm32"))]
@@ -65,7 +74,7 @@ impl Pipeline {
     pub fn load(files: &ModelFiles, options: PipelineOptions) -> Result<Pipeline> {
         let config = BertConfig::from_json(&files.config, "config.json")?;
         let tokenizer = QaTokenizer::from_files(&files.tokenizer)?;
-        let model = load_model(&config, &files.weights)?;
+        let model = load_model_with(&config, &files.weights, options.precision)?;
         Self::new(tokenizer, model, options)
     }
 

@@ -106,6 +106,7 @@ fn compare(act: &str) {
         PipelineOptions {
             threads: Some(2),
             batch: 3,
+            ..Default::default()
         },
     )
     .unwrap();

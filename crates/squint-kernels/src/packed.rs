@@ -9,6 +9,7 @@
 
 use crate::dispatch::Isa;
 use crate::matmul::Parallelism;
+use crate::parallel::{run_parallel, OutPtr};
 
 /// Columns per packed panel (four zmm registers).
 pub const NR: usize = 64;
@@ -178,38 +179,13 @@ pub fn matmul_packed(
     Ok(())
 }
 
-/// A raw pointer to C that may cross threads (each thread owns disjoint columns).
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only used by `matmul_packed`, whose threads write disjoint elements.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn run_parallel(threads: usize, job: &(dyn Fn(usize) + Sync)) {
-    rayon::scope(|s| {
-        for t in 1..threads {
-            s.spawn(move |_| job(t));
-        }
-        job(0);
-    });
-}
-
-#[cfg(target_arch = "wasm32")]
-fn run_parallel(threads: usize, job: &(dyn Fn(usize) + Sync)) {
-    for t in 0..threads {
-        job(t);
-    }
-}
-
 /// Computes the columns of panels `panels` of C from A packed by [`pack_a`].
 ///
 /// # Safety
 /// `c` must point to a buffer holding `m` rows of stride `ldc` with at least `b.n` columns,
 /// and no other thread may access the columns of these panels meanwhile.
 unsafe fn run_columns(
-    c: OutPtr,
+    c: OutPtr<f32>,
     ldc: usize,
     packed_a: &[f32],
     m: usize,
