@@ -12,17 +12,17 @@ const LANES: usize = 16;
 
 /// Defines a public function that runs `$generic` compiled for the best ISA available.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),*) => $generic:ident;) => {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),*) $(-> $ret:ty)? => $generic:ident;) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) {
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-                fn wide($($arg: $ty),*) {
+                fn wide($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn narrow($($arg: $ty),*) {
+                fn narrow($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 match crate::isa() {
@@ -68,6 +68,47 @@ multiversion! {
 multiversion! {
     /// In place: `x = x + y` element-wise (`y` as long as `x`).
     pub fn add_in_place(x: &mut [f32], y: &[f32]) => add_generic;
+}
+
+multiversion! {
+    /// Quantizes `x` to u8 with the row's own affine parameters (range widened to include 0,
+    /// mapped onto 0..=255, rounding half to even); writes `out` and returns `(scale, zero)`.
+    pub fn quantize_row_u8(x: &[f32], out: &mut [u8]) -> (f32, i32) => quantize_row_generic;
+}
+
+/// The affine u8 parameters `(scale, zero)` of a range [lo, hi] (lo ≤ 0 ≤ hi).
+#[inline(always)]
+pub fn u8_params(lo: f32, hi: f32) -> (f32, i32) {
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zero = round_half_even((-lo / scale).clamp(0.0, 255.0)) as i32;
+    (scale, zero)
+}
+
+/// `v` quantized with `(scale, zero)`: the one formula every kernel and test uses.
+#[inline(always)]
+pub fn quantize_u8(v: f32, inv_scale: f32, zero: f32) -> u8 {
+    // For t in [0, 255], adding 1.5·2^23 leaves round-half-even(t) in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let t = (v * inv_scale + zero).clamp(0.0, 255.0);
+    ((t + ROUND).to_bits() & 0xff) as u8
+}
+
+#[inline(always)]
+fn round_half_even(t: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    (t + ROUND) - ROUND
+}
+
+#[inline(always)]
+fn quantize_row_generic(x: &[f32], out: &mut [u8]) -> (f32, i32) {
+    assert_eq!(x.len(), out.len(), "quantize_row_u8: lengths differ");
+    let (lo, hi) = (lane_min(x).min(0.0), lane_max(x).max(0.0));
+    let (scale, zero) = u8_params(lo, hi);
+    let (inv, z) = (1.0 / scale, zero as f32);
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = quantize_u8(*v, inv, z);
+    }
+    (scale, zero)
 }
 
 /// `e^x` to within ~2 ulp for x in [-87, 88] (clamped outside), branch-free so it vectorises.
@@ -174,6 +215,23 @@ fn lane_max(x: &[f32]) -> f32 {
     let mut m = reduce(acc, f32::max);
     for v in rest {
         m = m.max(*v);
+    }
+    m
+}
+
+#[inline(always)]
+fn lane_min(x: &[f32]) -> f32 {
+    let mut acc = [f32::INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = acc[i].min(c[i]);
+        }
+    }
+    let mut m = reduce(acc, f32::min);
+    for v in rest {
+        m = m.min(*v);
     }
     m
 }
@@ -357,6 +415,9 @@ mod tests {
             softmax_in_place(&mut a);
             softmax_generic(&mut b);
             prop_assert_eq!(&a, &b);
+            let (mut qa, mut qb) = (vec![0u8; x.len()], vec![0u8; x.len()]);
+            prop_assert_eq!(quantize_row_u8(&x, &mut qa), quantize_row_generic(&x, &mut qb));
+            prop_assert_eq!(qa, qb);
             let mut a = x.clone();
             let mut b = x.clone();
             gelu_tanh_in_place(&mut a);

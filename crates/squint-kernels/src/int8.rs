@@ -11,9 +11,10 @@
 //! and the result is exact; other weights run the VNNI or scalar kernel.
 
 use crate::dispatch::Isa;
+use crate::elementwise::{quantize_row_u8, quantize_u8, u8_params};
 use crate::matmul::Parallelism;
 use crate::packed::Epilogue;
-use crate::parallel::{run_parallel, OutPtr};
+use crate::parallel::{for_each_chunk_pair, run_parallel, OutPtr};
 
 /// Columns per packed panel.
 pub const NR: usize = 64;
@@ -205,19 +206,20 @@ impl RowQuant {
         let (lo, hi) = row
             .iter()
             .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        let zero = (-lo / scale).round().clamp(0.0, 255.0) as i32;
+        let (scale, zero) = u8_params(lo, hi);
         RowQuant { scale, zero }
     }
 
+    /// `v` quantized (the same arithmetic as the kernels' [`quantize_row_u8`]).
     #[inline(always)]
     pub fn quantize(&self, v: f32) -> u8 {
-        ((v / self.scale).round() + self.zero as f32).clamp(0.0, 255.0) as u8
+        quantize_u8(v, 1.0 / self.scale, self.zero as f32)
     }
 }
 
 /// Quantizes `m` rows of `x` (`[m, k]`, stride `ldx`) per row, straight into the packed A
-/// layout of [`pack_a`].
+/// layout of [`pack_a`]; tiles are split across `threads`.
+#[allow(clippy::too_many_arguments)]
 fn quantize_pack_rows(
     buf: &mut Vec<u8>,
     quant: &mut Vec<RowQuant>,
@@ -226,21 +228,38 @@ fn quantize_pack_rows(
     m: usize,
     k: usize,
     k4: usize,
+    threads: usize,
 ) {
     let tiles = m.div_ceil(MR);
     buf.clear();
     buf.resize(tiles * MR * k4, 0);
     quant.clear();
-    for row in 0..m {
-        let values = &x[row * ldx..row * ldx + k];
-        let q = RowQuant::of(values);
-        quant.push(q);
-        let (t, r) = (row / MR, row % MR);
-        let tile = &mut buf[t * MR * k4..(t + 1) * MR * k4];
-        for (kk, &v) in values.iter().enumerate() {
-            tile[((kk / 4) * MR + r) * 4 + kk % 4] = q.quantize(v);
-        }
-    }
+    quant.resize(tiles * MR, RowQuant { scale: 1.0, zero: 0 });
+    for_each_chunk_pair(buf, MR * k4, quant, MR, threads, |t, tile, params| {
+        ROW_BYTES.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let row_bytes = match borrowed.as_mut() {
+                Ok(b) => &mut **b,
+                Err(_) => &mut fresh,
+            };
+            row_bytes.resize(k, 0);
+            for r in 0..MR.min(m - t * MR) {
+                let row = t * MR + r;
+                let (scale, zero) = quantize_row_u8(&x[row * ldx..row * ldx + k], row_bytes);
+                params[r] = RowQuant { scale, zero };
+                for (g, four) in row_bytes.chunks(4).enumerate() {
+                    let at = (g * MR + r) * 4;
+                    tile[at..at + four.len()].copy_from_slice(four);
+                }
+            }
+        })
+    });
+}
+
+std::thread_local! {
+    /// One quantized row before it is scattered into its tile (per worker thread).
+    static ROW_BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 std::thread_local! {
@@ -295,7 +314,7 @@ pub fn matmul_dynamic_int8(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4);
+        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, threads);
         let (packed, quant): (&[u8], &[RowQuant]) = (buf, quant);
         let out = OutPtr(c.as_mut_ptr());
         let job = |t: usize| {

@@ -34,3 +34,28 @@ impl<T> Clone for OutPtr<T> {
 }
 
 impl<T> Copy for OutPtr<T> {}
+
+/// Calls `f(i, a_i, b_i)` for the i-th chunks of `a` and `b`, on up to `threads` threads of
+/// the current rayon pool (native) or in order (wasm). Both split into the same number of chunks.
+pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
+    a: &mut [A],
+    chunk_a: usize,
+    b: &mut [B],
+    chunk_b: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
+) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if threads > 1 {
+        use rayon::prelude::*;
+        a.par_chunks_mut(chunk_a)
+            .zip(b.par_chunks_mut(chunk_b))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
+        return;
+    }
+    let _ = threads;
+    for (i, (x, y)) in a.chunks_mut(chunk_a).zip(b.chunks_mut(chunk_b)).enumerate() {
+        f(i, x, y);
+    }
+}
