@@ -244,10 +244,10 @@ fn quantize_pack_rows(
                 Err(_) => &mut fresh,
             };
             row_bytes.resize(k, 0);
-            for r in 0..MR.min(m - t * MR) {
+            for (r, param) in params.iter_mut().enumerate().take(MR.min(m - t * MR)) {
                 let row = t * MR + r;
                 let (scale, zero) = quantize_row_u8(&x[row * ldx..row * ldx + k], row_bytes);
-                params[r] = RowQuant { scale, zero };
+                *param = RowQuant { scale, zero };
                 for (g, four) in row_bytes.chunks(4).enumerate() {
                     let at = (g * MR + r) * 4;
                     tile[at..at + four.len()].copy_from_slice(four);
