@@ -162,6 +162,33 @@ fn minilm_int8_dynamic_stays_close_to_fp32() {
     );
 }
 
+/// One SQuAD question with its paragraph.
+struct SquadQuestion {
+    id: String,
+    question: String,
+    context: String,
+}
+
+/// Every question of the public dev half, in file order.
+fn squad_questions(data: &std::path::Path) -> Vec<SquadQuestion> {
+    let text = std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap();
+    let squad: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for article in squad["data"].as_array().unwrap() {
+        for paragraph in article["paragraphs"].as_array().unwrap() {
+            let context = paragraph["context"].as_str().unwrap();
+            for qa in paragraph["qas"].as_array().unwrap() {
+                out.push(SquadQuestion {
+                    id: qa["id"].as_str().unwrap().to_string(),
+                    question: qa["question"].as_str().unwrap().to_string(),
+                    context: context.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn minilm_squad_answers_match_transformers_pipeline() {
     let Some(data) = common::data_dir() else {
@@ -176,20 +203,10 @@ fn minilm_squad_answers_match_transformers_pipeline() {
         &std::fs::read_to_string(common::fixtures().join("minilm_squad_golden.json")).unwrap(),
     )
     .unwrap();
-    let squad: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap())
-            .unwrap();
-    let mut contexts = std::collections::HashMap::new();
-    for article in squad["data"].as_array().unwrap() {
-        for paragraph in article["paragraphs"].as_array().unwrap() {
-            for qa in paragraph["qas"].as_array().unwrap() {
-                contexts.insert(
-                    qa["id"].as_str().unwrap().to_string(),
-                    paragraph["context"].as_str().unwrap().to_string(),
-                );
-            }
-        }
-    }
+    let contexts: std::collections::HashMap<String, String> = squad_questions(&data)
+        .into_iter()
+        .map(|q| (q.id, q.context))
+        .collect();
     let questions = golden["questions"].as_array().unwrap();
     assert!(questions.len() >= 20);
     let mut worst = 0.0f64;
@@ -233,21 +250,11 @@ fn minilm_squad_int8_dynamic_agrees_with_fp32_on_200_questions() {
         ..PipelineOptions::default()
     };
     let int8 = Pipeline::from_dir(&model_dir, options).unwrap();
-    let squad: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap())
-            .unwrap();
     // Every 10th question of the public dev half: 200 questions across all its articles.
-    let mut items = Vec::new();
-    for article in squad["data"].as_array().unwrap() {
-        for paragraph in article["paragraphs"].as_array().unwrap() {
-            for qa in paragraph["qas"].as_array().unwrap() {
-                items.push((
-                    qa["question"].as_str().unwrap().to_string(),
-                    paragraph["context"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-    }
+    let items: Vec<(String, String)> = squad_questions(&data)
+        .into_iter()
+        .map(|q| (q.question, q.context))
+        .collect();
     let chosen: Vec<_> = items.iter().step_by(10).take(200).collect();
     assert_eq!(chosen.len(), 200);
     let agree = chosen
