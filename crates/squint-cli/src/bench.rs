@@ -230,6 +230,16 @@ fn run_gemm(args: &BenchArgs) -> Result<()> {
     use squint_kernels::{matmul_packed, PackedMatrix, Parallelism};
     let name = args.shape.as_deref().unwrap_or("bert-base");
     let config = BertConfig::shape(name).with_context(|| format!("unknown --shape {name:?}"))?;
+    if let Some(s) = args
+        .seq
+        .iter()
+        .find(|&&s| s == 0 || s > config.max_position_embeddings)
+    {
+        bail!("--seq {s} is outside 1..={}", config.max_position_embeddings);
+    }
+    if args.threads.contains(&0) {
+        bail!("--threads must be at least 1");
+    }
     let threads = if args.threads.is_empty() {
         vec![1]
     } else {

@@ -137,6 +137,9 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("unknown --precision"), "{err}");
+    let (code, err) = run(&["bench", "--gemm", "--shape", "bert-base", "--seq", "100000"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--seq 100000 is outside"), "{err}");
     let (code, err) = run(&["bench", "--shape", "gpt-9"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("unknown --shape"), "{err}");

@@ -8,7 +8,9 @@ use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
 
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
-use crate::exec::{for_each_chunk_pair, for_each_rows, Executor};
+use squint_kernels::parallel::{for_each_chunk, for_each_chunk_pair};
+
+use crate::exec::Executor;
 use crate::linear::{Linear, Output, Precision};
 use crate::weights::WeightReader;
 
@@ -30,9 +32,9 @@ impl LayerNorm {
     }
 
     /// Normalises every row of `x` (rows of `gamma.len()` values), rows split across threads.
-    fn apply(&self, x: &mut [f32]) {
+    fn apply(&self, x: &mut [f32], par: Parallelism) {
         let n = self.gamma.len();
-        for_each_rows(x, n, 32, |_, chunk| {
+        for_each_chunk(x, 32 * n, par, |_, chunk| {
             for row in chunk.chunks_exact_mut(n) {
                 layer_norm_in_place(row, &self.gamma, &self.beta, self.eps);
             }
@@ -284,17 +286,17 @@ impl Bert {
         let c = &self.config;
         let (h, l) = (c.hidden_size, batch.seq_len);
         let t = batch.size() * l;
-        self.embed(batch, &mut ws.hidden[..t * h]);
+        self.embed(batch, &mut ws.hidden[..t * h], par);
         for layer in &self.layers {
             // Self-attention block: hidden = LN(hidden + Attention(hidden)·Wo + bo).
             layer
                 .qkv
                 .forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, None, par)?;
-            self.attention(batch, ws)?;
+            self.attention(batch, ws, par)?;
             layer
                 .attention_output
                 .forward(&ws.context, t, &mut ws.hidden, Output::Add, None, par)?;
-            layer.attention_norm.apply(&mut ws.hidden[..t * h]);
+            layer.attention_norm.apply(&mut ws.hidden[..t * h], par);
             // Feed-forward block: hidden = LN(hidden + act(hidden·W1 + b1)·W2 + b2).
             let act = Some(self.activation());
             layer
@@ -303,12 +305,12 @@ impl Bert {
             layer
                 .output
                 .forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, None, par)?;
-            layer.output_norm.apply(&mut ws.hidden[..t * h]);
+            layer.output_norm.apply(&mut ws.hidden[..t * h], par);
         }
         Ok(())
     }
 
-    fn embed(&self, batch: &Batch<'_>, hidden: &mut [f32]) {
+    fn embed(&self, batch: &Batch<'_>, hidden: &mut [f32], par: Parallelism) {
         let h = self.config.hidden_size;
         let e = &self.embeddings;
         for (i, row) in hidden.chunks_exact_mut(h).enumerate() {
@@ -320,7 +322,7 @@ impl Bert {
                 *v = word[j] + position[j] + token_type[j];
             }
         }
-        e.norm.apply(hidden);
+        e.norm.apply(hidden, par);
     }
 
     /// The feed-forward activation, applied in the GEMM epilogue.
@@ -334,7 +336,7 @@ impl Bert {
 
     /// Multi-head attention over the fused QKV buffer; padded keys are left out entirely.
     /// One task per (sequence, head): scores = Q·Kᵀ/√d, row softmax, context = P·V.
-    fn attention(&self, batch: &Batch<'_>, ws: &mut Workspace) -> Result<()> {
+    fn attention(&self, batch: &Batch<'_>, ws: &mut Workspace, par: Parallelism) -> Result<()> {
         let c = &self.config;
         let (h, heads, d, l) = (c.hidden_size, c.num_attention_heads, c.head_dim(), batch.seq_len);
         let n = batch.size();
@@ -346,6 +348,7 @@ impl Bert {
             l * l,
             &mut ws.heads[..n * l * h],
             l * d,
+            par,
             |task, scores, out| {
                 let (b, head) = (task / heads, task % heads);
                 let keys = batch.lengths[b];
@@ -388,7 +391,7 @@ impl Bert {
         }
         // Gather per-head outputs [b, head, l, d] into [b·l, h].
         let heads_buf = &ws.heads;
-        for_each_rows(&mut ws.context[..n * l * h], h, 16, |chunk_index, chunk| {
+        for_each_chunk(&mut ws.context[..n * l * h], 16 * h, par, |chunk_index, chunk| {
             for (r, row) in chunk.chunks_exact_mut(h).enumerate() {
                 let token = chunk_index * 16 + r;
                 let (b, i) = (token / l, token % l);

@@ -1,5 +1,6 @@
-//! Threading boundary: a rayon pool of a chosen size on native hosts, the calling thread on
-//! wasm. The encoder only ever asks this module for parallel loops.
+//! Where a forward pass runs: a rayon pool of a chosen size on native hosts, the calling thread
+//! on wasm. Parallel loops themselves go through `squint_kernels::parallel`, inside
+//! [`Executor::run`].
 
 use squint_kernels::Parallelism;
 
@@ -60,52 +61,6 @@ impl Executor {
         #[cfg(target_arch = "wasm32")]
         {
             f()
-        }
-    }
-}
-
-/// Calls `f(i, chunk_a_i, chunk_b_i)` for the i-th chunks of `a` and `b`, in parallel inside
-/// [`Executor::run`]. Both slices must split into the same number of chunks.
-pub fn for_each_chunk_pair<A: Send, B: Send>(
-    a: &mut [A],
-    chunk_a: usize,
-    b: &mut [B],
-    chunk_b: usize,
-    f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
-) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        a.par_chunks_mut(chunk_a)
-            .zip(b.par_chunks_mut(chunk_b))
-            .enumerate()
-            .for_each(|(i, (x, y))| f(i, x, y));
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        for (i, (x, y)) in a.chunks_mut(chunk_a).zip(b.chunks_mut(chunk_b)).enumerate() {
-            f(i, x, y);
-        }
-    }
-}
-
-/// Calls `f(i, chunk_i)` for consecutive chunks of `rows_per_chunk · row_len` elements.
-pub fn for_each_rows(
-    data: &mut [f32],
-    row_len: usize,
-    rows_per_chunk: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync + Send,
-) {
-    let chunk = (row_len * rows_per_chunk).max(1);
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        for (i, c) in data.chunks_mut(chunk).enumerate() {
-            f(i, c);
         }
     }
 }

@@ -66,21 +66,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// From PyTorch's layout: `weight` is `[out, in]` row-major, `bias` has `out` entries.
+    /// FP32 from PyTorch's layout: `weight` is `[out, in]` row-major, `bias` has `out` entries.
     /// Callers pass tensors whose shapes the loader already checked.
     pub fn from_torch(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Linear {
-        assert_eq!(
-            weight.len(),
-            out_features * in_features,
-            "Linear::from_torch: weight shape"
-        );
-        assert_eq!(bias.len(), out_features, "Linear::from_torch: bias shape");
-        let weight = PackedMatrix::from_transposed(weight, out_features, in_features);
-        Linear {
-            in_features,
-            out_features,
-            kind: LinearKind::F32 { weight, bias },
-        }
+        Self::from_torch_with(weight, bias, out_features, in_features, Precision::Fp32)
     }
 
     /// From PyTorch's layout, at the given precision. INT8 weights are symmetric per output
@@ -92,15 +81,14 @@ impl Linear {
         in_features: usize,
         precision: Precision,
     ) -> Linear {
-        match precision {
-            Precision::Fp32 => Self::from_torch(weight, bias, out_features, in_features),
+        assert_eq!(weight.len(), out_features * in_features, "Linear: weight shape");
+        assert_eq!(bias.len(), out_features, "Linear: bias shape");
+        let kind = match precision {
+            Precision::Fp32 => LinearKind::F32 {
+                weight: PackedMatrix::from_transposed(weight, out_features, in_features),
+                bias,
+            },
             Precision::Int8Dynamic => {
-                assert_eq!(
-                    weight.len(),
-                    out_features * in_features,
-                    "Linear::from_torch_with: weight shape"
-                );
-                assert_eq!(bias.len(), out_features, "Linear::from_torch_with: bias shape");
                 let mut q = vec![0i8; weight.len()];
                 let mut scales = Vec::with_capacity(out_features);
                 for (row, out) in weight
@@ -115,12 +103,13 @@ impl Linear {
                     scales.push(scale);
                 }
                 let weight = PackedI8::from_transposed(&q, out_features, in_features);
-                Linear {
-                    in_features,
-                    out_features,
-                    kind: LinearKind::Int8Dynamic { weight, scales, bias },
-                }
+                LinearKind::Int8Dynamic { weight, scales, bias }
             }
+        };
+        Linear {
+            in_features,
+            out_features,
+            kind,
         }
     }
 

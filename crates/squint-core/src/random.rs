@@ -28,36 +28,29 @@ impl SplitMix {
 pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
     let mut rng = SplitMix(seed);
     let mut src = InMemorySource::new("random weights");
-    let mut put = |name: String, shape: Vec<usize>, kind: char| {
+    let mut put = |name: String, shape: Vec<usize>, init: Init| {
         let n = shape.iter().product();
-        let data = match kind {
-            'w' => (0..n).map(|_| rng.uniform(0.0346)).collect(),
-            'o' => vec![1.0; n],
-            _ => vec![0.0; n],
+        let data = match init {
+            Init::Random => (0..n).map(|_| rng.uniform(0.0346)).collect(),
+            Init::Ones => vec![1.0; n],
+            Init::Zeros => vec![0.0; n],
         };
         src.insert(name, Tensor { shape, data });
     };
     let (h, i) = (config.hidden_size, config.intermediate_size);
-    put(
-        "bert.embeddings.word_embeddings.weight".into(),
-        vec![config.vocab_size, h],
-        'w',
-    );
-    put(
-        "bert.embeddings.position_embeddings.weight".into(),
-        vec![config.max_position_embeddings, h],
-        'w',
-    );
-    put(
-        "bert.embeddings.token_type_embeddings.weight".into(),
-        vec![config.type_vocab_size, h],
-        'w',
-    );
-    let norm = |put: &mut dyn FnMut(String, Vec<usize>, char), p: &str| {
-        put(format!("{p}.weight"), vec![h], 'o');
-        put(format!("{p}.bias"), vec![h], 'z');
-    };
-    norm(&mut put, "bert.embeddings.LayerNorm");
+    let embeddings = [
+        ("word", config.vocab_size),
+        ("position", config.max_position_embeddings),
+        ("token_type", config.type_vocab_size),
+    ];
+    for (table, rows) in embeddings {
+        put(
+            format!("bert.embeddings.{table}_embeddings.weight"),
+            vec![rows, h],
+            Init::Random,
+        );
+    }
+    let mut norms = vec!["bert.embeddings.LayerNorm".to_string()];
     for l in 0..config.num_hidden_layers {
         let p = format!("bert.encoder.layer.{l}");
         for (name, out, inp) in [
@@ -68,13 +61,25 @@ pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
             ("intermediate.dense", i, h),
             ("output.dense", h, i),
         ] {
-            put(format!("{p}.{name}.weight"), vec![out, inp], 'w');
-            put(format!("{p}.{name}.bias"), vec![out], 'w');
+            put(format!("{p}.{name}.weight"), vec![out, inp], Init::Random);
+            put(format!("{p}.{name}.bias"), vec![out], Init::Random);
         }
-        norm(&mut put, &format!("{p}.attention.output.LayerNorm"));
-        norm(&mut put, &format!("{p}.output.LayerNorm"));
+        norms.push(format!("{p}.attention.output.LayerNorm"));
+        norms.push(format!("{p}.output.LayerNorm"));
     }
-    put("qa_outputs.weight".into(), vec![2, h], 'w');
-    put("qa_outputs.bias".into(), vec![2], 'z');
+    for norm in norms {
+        put(format!("{norm}.weight"), vec![h], Init::Ones);
+        put(format!("{norm}.bias"), vec![h], Init::Zeros);
+    }
+    put("qa_outputs.weight".into(), vec![2, h], Init::Random);
+    put("qa_outputs.bias".into(), vec![2], Init::Zeros);
     src
+}
+
+/// How a random-model tensor is filled.
+#[derive(Clone, Copy, Debug)]
+enum Init {
+    Random,
+    Ones,
+    Zeros,
 }

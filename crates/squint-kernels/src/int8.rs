@@ -218,7 +218,7 @@ impl RowQuant {
 }
 
 /// Quantizes `m` rows of `x` (`[m, k]`, stride `ldx`) per row, straight into the packed A
-/// layout of [`pack_a`]; tiles are split across `threads`.
+/// layout of [`pack_a`]; tiles are split across threads.
 #[allow(clippy::too_many_arguments)]
 fn quantize_pack_rows(
     buf: &mut Vec<u8>,
@@ -228,14 +228,14 @@ fn quantize_pack_rows(
     m: usize,
     k: usize,
     k4: usize,
-    threads: usize,
+    parallelism: Parallelism,
 ) {
     let tiles = m.div_ceil(MR);
     buf.clear();
     buf.resize(tiles * MR * k4, 0);
     quant.clear();
     quant.resize(tiles * MR, RowQuant { scale: 1.0, zero: 0 });
-    for_each_chunk_pair(buf, MR * k4, quant, MR, threads, |t, tile, params| {
+    for_each_chunk_pair(buf, MR * k4, quant, MR, parallelism, |t, tile, params| {
         ROW_BYTES.with(|cell| {
             let mut fresh = Vec::new();
             let mut borrowed = cell.try_borrow_mut();
@@ -314,7 +314,7 @@ pub fn matmul_dynamic_int8(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, threads);
+        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, parallelism);
         let (packed, quant): (&[u8], &[RowQuant]) = (buf, quant);
         let out = OutPtr(c.as_mut_ptr());
         let job = |t: usize| {

@@ -10,7 +10,7 @@ pub mod elementwise;
 pub mod int8;
 pub mod matmul;
 pub mod packed;
-mod parallel;
+pub mod parallel;
 #[cfg(test)]
 mod test_util;
 

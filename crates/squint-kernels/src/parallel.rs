@@ -1,5 +1,8 @@
-//! Splitting a GEMM's columns across the caller's rayon pool (native) or running the parts
-//! one after the other (wasm).
+//! The threading boundary of squint: work split across the caller's rayon pool on native
+//! hosts, done in order on wasm. The kernels split GEMM columns with it, and the encoder its
+//! per-head and per-row loops.
+
+use crate::matmul::Parallelism;
 
 /// A raw pointer to C that may cross threads (each thread owns disjoint columns).
 pub(crate) struct OutPtr<T>(pub(crate) *mut T);
@@ -35,18 +38,18 @@ impl<T> Clone for OutPtr<T> {
 
 impl<T> Copy for OutPtr<T> {}
 
-/// Calls `f(i, a_i, b_i)` for the i-th chunks of `a` and `b`, on up to `threads` threads of
-/// the current rayon pool (native) or in order (wasm). Both split into the same number of chunks.
-pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
+/// Calls `f(i, a_i, b_i)` for the i-th chunks of `a` and `b` (which split into the same number
+/// of chunks): on the current rayon pool with `Parallelism::Threads`, in order otherwise and on wasm.
+pub fn for_each_chunk_pair<A: Send, B: Send>(
     a: &mut [A],
     chunk_a: usize,
     b: &mut [B],
     chunk_b: usize,
-    threads: usize,
+    parallelism: Parallelism,
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
 ) {
     #[cfg(not(target_arch = "wasm32"))]
-    if threads > 1 {
+    if let Parallelism::Threads(2..) = parallelism {
         use rayon::prelude::*;
         a.par_chunks_mut(chunk_a)
             .zip(b.par_chunks_mut(chunk_b))
@@ -54,8 +57,27 @@ pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
             .for_each(|(i, (x, y))| f(i, x, y));
         return;
     }
-    let _ = threads;
+    let _ = parallelism;
     for (i, (x, y)) in a.chunks_mut(chunk_a).zip(b.chunks_mut(chunk_b)).enumerate() {
         f(i, x, y);
+    }
+}
+
+/// Calls `f(i, chunk_i)` for consecutive chunks of `chunk` elements, like [`for_each_chunk_pair`].
+pub fn for_each_chunk<A: Send>(
+    data: &mut [A],
+    chunk: usize,
+    parallelism: Parallelism,
+    f: impl Fn(usize, &mut [A]) + Sync + Send,
+) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Parallelism::Threads(2..) = parallelism {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let _ = parallelism;
+    for (i, c) in data.chunks_mut(chunk).enumerate() {
+        f(i, c);
     }
 }
