@@ -8,9 +8,10 @@ use squint_core::{Answer, Pipeline, PipelineOptions, Precision, QaParams};
 
 #[derive(Args, Debug)]
 pub struct AskArgs {
-    /// Model directory (Hugging Face BERT QA checkpoint). Default: $SQUINT_MODEL_DIR.
+    /// Model directory: a Hugging Face BERT QA checkpoint or an INT8 artifact from `squint
+    /// quantize`. Default: $SQUINT_MODEL_DIR, else the repository's models/minilm-l6-squad-int8.
     #[arg(long, env = "SQUINT_MODEL_DIR")]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// The question.
     #[arg(long, short)]
     question: String,
@@ -46,10 +47,10 @@ pub struct AskArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Linear-layer arithmetic: fp32, or int8-dynamic (weights quantized at load, activations
-    /// per row at run time).
-    #[arg(long, default_value = "fp32")]
-    precision: String,
+    /// Linear-layer arithmetic. Default: as stored (FP32 checkpoint or INT8 artifact);
+    /// int8-dynamic quantizes an FP32 checkpoint at load.
+    #[arg(long)]
+    precision: Option<String>,
     /// Print the wire API's JSON response.
     #[arg(long)]
     json: bool,
@@ -74,19 +75,28 @@ pub fn run(args: AskArgs) -> Result<()> {
         handle_impossible_answer: args.handle_impossible_answer,
         align_to_words: true,
     };
-    let precision = Precision::parse(&args.precision)
-        .with_context(|| format!("unknown --precision {:?} (fp32, int8-dynamic)", args.precision))?;
-    let spinner =
-        indicatif::ProgressBar::new_spinner().with_message(format!("loading {}", args.model.display()));
+    let precision = args
+        .precision
+        .as_deref()
+        .map(|p| {
+            Precision::parse(p)
+                .with_context(|| format!("unknown --precision {p:?} (fp32, int8-dynamic, int8-static)"))
+        })
+        .transpose()?;
+    let model = match args.model {
+        Some(dir) => dir,
+        None => crate::default_model()?,
+    };
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!("loading {}", model.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let options = PipelineOptions {
         threads: args.threads,
         batch: 4,
         precision,
     };
-    let pipeline = Pipeline::from_dir(&args.model, options);
+    let pipeline = Pipeline::from_dir(&model, options);
     spinner.finish_and_clear();
-    let pipeline = pipeline.with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let pipeline = pipeline.with_context(|| format!("loading the model from {}", model.display()))?;
     let answers = pipeline.answer(&args.question, &context, &params)?;
     if args.json {
         println!("{}", wire_json(&answers)?);

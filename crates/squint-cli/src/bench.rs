@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use squint_core::weights::WeightReader;
 use squint_core::{Batch, Bert, BertConfig, Executor, ModelFiles, Precision, Workspace};
 
 #[derive(Args, Debug)]
@@ -37,8 +36,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Linear-layer arithmetics to time, comma-separated: fp32, int8-dynamic.
-    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    /// Linear-layer arithmetics to time, comma-separated: fp32, int8-dynamic, int8-static.
+    /// Default: the model as stored (--model), fp32 (--shape).
+    #[arg(long, value_delimiter = ',')]
     precision: Vec<String>,
     /// Time the linear layers' GEMMs alone (shapes of --shape, M = each --seq) and print GOP/s.
     #[arg(long)]
@@ -73,20 +73,20 @@ fn flops(c: &BertConfig, batch: usize, seq: usize) -> f64 {
     per_layer * c.num_hidden_layers as f64 * batch as f64
 }
 
-fn load(args: &BenchArgs, precision: Precision) -> Result<(String, Bert)> {
-    let spinner = ProgressBar::new_spinner().with_message(format!("loading model ({})", precision.name()));
+fn load(args: &BenchArgs, precision: Option<Precision>) -> Result<(String, Bert)> {
+    let label = precision.map_or("as stored", Precision::name);
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading model ({label})"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let loaded = if let Some(dir) = &args.model {
         let files = ModelFiles::from_dir(dir)?;
         let config = BertConfig::from_json(&files.config, "config.json")?;
-        let model = squint_core::pipeline::load_model_with(&config, &files.weights, precision)?;
+        let model = squint_core::pipeline::load_model_as(&config, &files.weights, precision)?;
         (dir.display().to_string(), model)
     } else {
         let name = args.shape.as_deref().unwrap_or("bert-base");
         let config = BertConfig::shape(name)
             .with_context(|| format!("unknown --shape {name:?} (bert-base, bert-large, minilm-l6)"))?;
-        let source = squint_core::random::random_weights(&config, 42);
-        let model = Bert::load_with(&config, &WeightReader::new(&source), precision)?;
+        let model = squint_core::random::random_model(&config, 42, precision.unwrap_or_default())?;
         (format!("{name} (random weights)"), model)
     };
     spinner.finish_and_clear();
@@ -103,13 +103,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.batch.contains(&0) {
         bail!("--batch must be at least 1");
     }
-    let precisions = args
+    let mut precisions = args
         .precision
         .iter()
         .map(|p| {
-            Precision::parse(p).with_context(|| format!("unknown --precision {p:?} (fp32, int8-dynamic)"))
+            Precision::parse(p)
+                .map(Some)
+                .with_context(|| format!("unknown --precision {p:?} (fp32, int8-dynamic, int8-static)"))
         })
         .collect::<Result<Vec<_>>>()?;
+    if precisions.is_empty() {
+        precisions.push(None);
+    }
     let threads = if args.threads.is_empty() {
         vec![std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)]
     } else {
@@ -128,6 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut model_name = String::new();
     for &precision in &precisions {
         let (name, model) = load(&args, precision)?;
+        let precision = model.precision();
         let config = model.config().clone();
         if !model.has_qa_head() {
             bail!("{name} has no QA head (qa_outputs); bench times encoder + QA head");

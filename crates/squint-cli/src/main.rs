@@ -3,6 +3,9 @@
 
 mod ask;
 mod bench;
+mod quantize;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +26,24 @@ enum Command {
     Ask(ask::AskArgs),
     /// Time the encoder on synthetic inputs of exact lengths.
     Bench(bench::BenchArgs),
+    /// Make an INT8 model directory from an FP32 checkpoint.
+    Quantize(quantize::QuantizeArgs),
+}
+
+/// The model used when none is given: the INT8 MiniLM committed in the repository.
+pub fn default_model() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/minilm-l6-squad-int8"
+    ));
+    if dir.join("config.json").is_file() {
+        Ok(dir)
+    } else {
+        anyhow::bail!(
+            "no --model given, $SQUINT_MODEL_DIR is unset, and the bundled model is not at {}",
+            dir.display()
+        )
+    }
 }
 
 fn main() {
@@ -30,6 +51,7 @@ fn main() {
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Quantize(args) => quantize::run(args),
     };
     if let Err(e) = result {
         eprintln!("squint: error: {e:#}");

@@ -177,3 +177,83 @@ fn bench_reports_each_configuration() {
     }
     assert!(report["kernel"].is_string());
 }
+
+#[test]
+fn ask_without_model_uses_the_bundled_int8_model() {
+    let context =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/amazon.txt"))
+            .unwrap();
+    let out = squint()
+        .env_remove("SQUINT_MODEL_DIR")
+        .args(["ask", "--json", "--threads", "1", "--question"])
+        .arg("Which name is also used to describe the Amazon rainforest in English?")
+        .args(["--context", &context])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["answer"], "Amazonia");
+    assert_eq!(
+        (got["start"].as_u64(), got["end"].as_u64()),
+        (Some(201), Some(209))
+    );
+}
+
+#[test]
+fn quantize_then_ask_and_clear_quantize_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("int8");
+    let out = squint()
+        .args(["quantize", "--recipe", "dynamic", "--model"])
+        .arg(tiny_model())
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dynamic recipe"));
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.int8.safetensors",
+        "manifest.json",
+    ] {
+        assert!(out_dir.join(file).is_file(), "{file}");
+    }
+    let out = squint()
+        .args([
+            "ask",
+            "--threads",
+            "1",
+            "--question",
+            "Who?",
+            "--context",
+            "Ann met Bob.",
+            "--model",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = tiny_model().display().to_string();
+    let out_s = out_dir.display().to_string();
+    for (args, want) in [
+        (vec!["--recipe", "static"], "needs --calib"),
+        (vec!["--recipe", "fancy"], "unknown --recipe"),
+        (
+            vec!["--recipe", "static", "--calib", "/nonexistent.json"],
+            "/nonexistent.json",
+        ),
+        (vec!["--observer", "p99"], "unknown --observer"),
+        (vec!["--per-token", "ffn"], "unknown --per-token layer"),
+    ] {
+        let out = squint()
+            .args(["quantize", "--model", &model, "--out", &out_s])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -12,6 +12,7 @@ use squint_kernels::parallel::{for_each_chunk, for_each_chunk_pair};
 
 use crate::exec::Executor;
 use crate::linear::{Linear, Output, Precision};
+use crate::quant::{Role, Site};
 use crate::weights::WeightReader;
 
 /// LayerNorm parameters.
@@ -23,10 +24,10 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(r: &WeightReader<'_>, prefix: &str, hidden: usize, eps: f32) -> Result<Self> {
+    fn load(r: &dyn ParamSource, prefix: &str, hidden: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
-            gamma: r.get(&format!("{prefix}.weight"), &[hidden])?,
-            beta: r.get(&format!("{prefix}.bias"), &[hidden])?,
+            gamma: r.f32(&format!("{prefix}.weight"), &[hidden])?,
+            beta: r.f32(&format!("{prefix}.bias"), &[hidden])?,
             eps,
         })
     }
@@ -42,22 +43,85 @@ impl LayerNorm {
     }
 }
 
-fn linear(
-    r: &WeightReader<'_>,
-    prefix: &str,
-    out: usize,
-    inp: usize,
-    precision: Precision,
-) -> Result<Linear> {
-    let w = r.get(&format!("{prefix}.weight"), &[out, inp])?;
-    let b = r.get(&format!("{prefix}.bias"), &[out])?;
-    Ok(Linear::from_torch_with(&w, b, out, inp, precision))
+/// Where an encoder's parameters come from: an FP32 checkpoint ([`WeightReader`]) or an INT8
+/// artifact ([`crate::artifact::Int8Artifact`]). Every tensor comes back shape-checked.
+pub trait ParamSource {
+    /// The file named in errors.
+    fn file(&self) -> &str;
+    /// Whether the optional tensor `name` (e.g. the QA head) exists.
+    fn has(&self, name: &str) -> bool;
+    /// An FP32 tensor of exactly `shape` (LayerNorms, position embeddings, the QA head).
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+    /// The word embedding table, `[vocab, hidden]`.
+    fn word_embeddings(&self, vocab: usize, hidden: usize) -> Result<WordEmbeddings>;
+    /// The encoder's linear layer at `site`, `in_features -> out_features`.
+    fn linear(&self, site: Site, out_features: usize, in_features: usize) -> Result<Linear>;
+    /// The arithmetic these parameters make the encoder run.
+    fn precision(&self) -> Precision;
+}
+
+impl ParamSource for WeightReader<'_> {
+    fn file(&self) -> &str {
+        WeightReader::file(self)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        WeightReader::has(self, name)
+    }
+
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.get(name, shape)
+    }
+
+    fn word_embeddings(&self, vocab: usize, hidden: usize) -> Result<WordEmbeddings> {
+        Ok(WordEmbeddings::F32(
+            self.get("embeddings.word_embeddings.weight", &[vocab, hidden])?,
+        ))
+    }
+
+    fn linear(&self, site: Site, out: usize, inp: usize) -> Result<Linear> {
+        let (w, b) = fp32_linear(self, site, out, inp)?;
+        Ok(Linear::from_torch(&w, b, out, inp))
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::Fp32
+    }
+}
+
+/// The FP32 weight `[out, in]` and bias of `site` from a checkpoint; Q, K and V are stacked
+/// into one `[3h, h]` weight so a single GEMM computes all three.
+pub fn fp32_linear(r: &WeightReader<'_>, site: Site, out: usize, inp: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let p = format!("encoder.layer.{}", site.layer);
+    if site.role == Role::Qkv {
+        let h = inp;
+        let mut w = Vec::with_capacity(3 * h * h);
+        let mut b = Vec::with_capacity(3 * h);
+        for part in ["query", "key", "value"] {
+            w.extend(r.get(&format!("{p}.attention.self.{part}.weight"), &[h, h])?);
+            b.extend(r.get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
+        }
+        return Ok((w, b));
+    }
+    let prefix = site.prefix();
+    Ok((
+        r.get(&format!("{prefix}.weight"), &[out, inp])?,
+        r.get(&format!("{prefix}.bias"), &[out])?,
+    ))
+}
+
+/// The word embedding table: FP32, or int8 with one symmetric scale per row (INT8 artifacts,
+/// where it would otherwise be the largest tensor).
+#[derive(Clone, Debug)]
+pub enum WordEmbeddings {
+    F32(Vec<f32>),
+    Int8 { values: Vec<i8>, scales: Vec<f32> },
 }
 
 /// Word + position + token-type embeddings, then LayerNorm.
 #[derive(Clone, Debug)]
 struct Embeddings {
-    word: Vec<f32>,
+    word: WordEmbeddings,
     position: Vec<f32>,
     token_type: Vec<f32>,
     norm: LayerNorm,
@@ -75,31 +139,29 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(r: &WeightReader<'_>, i: usize, c: &BertConfig, precision: Precision) -> Result<Self> {
+    fn load(r: &dyn ParamSource, i: usize, c: &BertConfig) -> Result<Self> {
         let (h, inter) = (c.hidden_size, c.intermediate_size);
         let p = format!("encoder.layer.{i}");
-        // Fuse Q, K, V into one weight [3h, h] so a single GEMM computes all three.
-        let mut w = Vec::with_capacity(3 * h * h);
-        let mut b = Vec::with_capacity(3 * h);
-        for part in ["query", "key", "value"] {
-            w.extend(r.get(&format!("{p}.attention.self.{part}.weight"), &[h, h])?);
-            b.extend(r.get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
-        }
+        let site = |role| Site { layer: i, role };
         Ok(Layer {
-            qkv: Linear::from_torch_with(&w, b, 3 * h, h, precision),
-            attention_output: linear(r, &format!("{p}.attention.output.dense"), h, h, precision)?,
+            qkv: r.linear(site(Role::Qkv), 3 * h, h)?,
+            attention_output: r.linear(site(Role::AttentionOutput), h, h)?,
             attention_norm: LayerNorm::load(
                 r,
                 &format!("{p}.attention.output.LayerNorm"),
                 h,
                 c.layer_norm_eps,
             )?,
-            intermediate: linear(r, &format!("{p}.intermediate.dense"), inter, h, precision)?,
-            output: linear(r, &format!("{p}.output.dense"), h, inter, precision)?,
+            intermediate: r.linear(site(Role::Intermediate), inter, h)?,
+            output: r.linear(site(Role::Output), h, inter)?,
             output_norm: LayerNorm::load(r, &format!("{p}.output.LayerNorm"), h, c.layer_norm_eps)?,
         })
     }
 }
+
+/// Sees the input of every linear layer during a forward pass (calibration): the site and
+/// the `[tokens, in_features]` rows.
+pub type Probe<'a> = &'a mut (dyn FnMut(Site, &[f32]) + Send);
 
 /// A batch of token sequences, right-padded to `seq_len`.
 #[derive(Clone, Copy, Debug)]
@@ -161,31 +223,33 @@ pub struct Bert {
 }
 
 impl Bert {
-    /// Loads every tensor through `r`, checking names and shapes against `config`.
+    /// Loads an FP32 checkpoint through `r`, checking names and shapes against `config`.
     pub fn load(config: &BertConfig, r: &WeightReader<'_>) -> Result<Bert> {
-        Self::load_with(config, r, Precision::Fp32)
+        Self::from_params(config, r)
     }
 
-    /// [`Bert::load`] with the encoder's linear layers at `precision` (the QA head, two
-    /// outputs, stays FP32).
-    pub fn load_with(config: &BertConfig, r: &WeightReader<'_>, precision: Precision) -> Result<Bert> {
+    /// Builds the encoder from any parameter source (FP32 checkpoint or INT8 artifact). The QA
+    /// head (two outputs) is always FP32.
+    pub fn from_params(config: &BertConfig, r: &dyn ParamSource) -> Result<Bert> {
         let c = config;
         let h = c.hidden_size;
         let embeddings = Embeddings {
-            word: r.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
-            position: r.get(
+            word: r.word_embeddings(c.vocab_size, h)?,
+            position: r.f32(
                 "embeddings.position_embeddings.weight",
                 &[c.max_position_embeddings, h],
             )?,
-            token_type: r.get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?,
+            token_type: r.f32("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?,
             norm: LayerNorm::load(r, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
         };
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(r, i, c, precision))
+            .map(|i| Layer::load(r, i, c))
             .collect::<Result<Vec<_>>>()?;
         // The QA head has no `bert.` prefix; `WeightReader` tries both spellings anyway.
         let qa_outputs = if r.has("qa_outputs.weight") {
-            Some(linear(r, "qa_outputs", 2, h, Precision::Fp32)?)
+            let w = r.f32("qa_outputs.weight", &[2, h])?;
+            let b = r.f32("qa_outputs.bias", &[2])?;
+            Some(Linear::from_torch(&w, b, 2, h))
         } else {
             None
         };
@@ -194,7 +258,7 @@ impl Bert {
             embeddings,
             layers,
             qa_outputs,
-            precision,
+            precision: r.precision(),
         })
     }
 
@@ -253,7 +317,22 @@ impl Bert {
         self.check(batch)?;
         let t = batch.size() * batch.seq_len;
         ws.reserve(&self.config, batch.size(), batch.seq_len);
-        exec.run(|| self.forward(batch, ws, exec.parallelism()))?;
+        exec.run(|| self.forward(batch, ws, exec.parallelism(), None))?;
+        Ok(&ws.hidden[..t * self.config.hidden_size])
+    }
+
+    /// [`Bert::encode`], showing `probe` the input of every linear layer (calibration).
+    pub fn encode_probed<'w>(
+        &self,
+        batch: &Batch<'_>,
+        ws: &'w mut Workspace,
+        exec: &Executor,
+        probe: Probe<'_>,
+    ) -> Result<&'w [f32]> {
+        self.check(batch)?;
+        let t = batch.size() * batch.seq_len;
+        ws.reserve(&self.config, batch.size(), batch.seq_len);
+        exec.run(|| self.forward(batch, ws, exec.parallelism(), Some(probe)))?;
         Ok(&ws.hidden[..t * self.config.hidden_size])
     }
 
@@ -282,26 +361,41 @@ impl Bert {
         ))
     }
 
-    fn forward(&self, batch: &Batch<'_>, ws: &mut Workspace, par: Parallelism) -> Result<()> {
+    fn forward(
+        &self,
+        batch: &Batch<'_>,
+        ws: &mut Workspace,
+        par: Parallelism,
+        mut probe: Option<Probe<'_>>,
+    ) -> Result<()> {
         let c = &self.config;
-        let (h, l) = (c.hidden_size, batch.seq_len);
+        let (h, l, inter) = (c.hidden_size, batch.seq_len, c.intermediate_size);
         let t = batch.size() * l;
         self.embed(batch, &mut ws.hidden[..t * h], par);
-        for layer in &self.layers {
+        let mut see = |layer: usize, role: Role, rows: &[f32]| {
+            if let Some(p) = probe.as_mut() {
+                p(Site { layer, role }, rows);
+            }
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention block: hidden = LN(hidden + Attention(hidden)·Wo + bo).
+            see(i, Role::Qkv, &ws.hidden[..t * h]);
             layer
                 .qkv
                 .forward(&ws.hidden, t, &mut ws.qkv, Output::Replace, None, par)?;
             self.attention(batch, ws, par)?;
+            see(i, Role::AttentionOutput, &ws.context[..t * h]);
             layer
                 .attention_output
                 .forward(&ws.context, t, &mut ws.hidden, Output::Add, None, par)?;
             layer.attention_norm.apply(&mut ws.hidden[..t * h], par);
             // Feed-forward block: hidden = LN(hidden + act(hidden·W1 + b1)·W2 + b2).
             let act = Some(self.activation());
+            see(i, Role::Intermediate, &ws.hidden[..t * h]);
             layer
                 .intermediate
                 .forward(&ws.hidden, t, &mut ws.intermediate, Output::Replace, act, par)?;
+            see(i, Role::Output, &ws.intermediate[..t * inter]);
             layer
                 .output
                 .forward(&ws.intermediate, t, &mut ws.hidden, Output::Add, None, par)?;
@@ -315,11 +409,21 @@ impl Bert {
         let e = &self.embeddings;
         for (i, row) in hidden.chunks_exact_mut(h).enumerate() {
             let (id, ty, pos) = (batch.ids[i] as usize, batch.types[i] as usize, i % batch.seq_len);
-            let word = &e.word[id * h..(id + 1) * h];
             let position = &e.position[pos * h..(pos + 1) * h];
             let token_type = &e.token_type[ty * h..(ty + 1) * h];
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = word[j] + position[j] + token_type[j];
+            match &e.word {
+                WordEmbeddings::F32(word) => {
+                    let word = &word[id * h..(id + 1) * h];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = word[j] + position[j] + token_type[j];
+                    }
+                }
+                WordEmbeddings::Int8 { values, scales } => {
+                    let (word, scale) = (&values[id * h..(id + 1) * h], scales[id]);
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = word[j] as f32 * scale + position[j] + token_type[j];
+                    }
+                }
             }
         }
         e.norm.apply(hidden, par);

@@ -53,8 +53,11 @@ pub struct ModelFiles {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl ModelFiles {
-    /// Reads a Hugging Face model directory. `tokenizer.json` is preferred over `vocab.txt`,
-    /// `model.safetensors` (memory-mapped) over `pytorch_model.bin`.
+    /// Reads a model directory: a Hugging Face checkpoint or a squint INT8 artifact.
+    /// `tokenizer.json` is preferred over `vocab.txt`; weights are `model.int8.safetensors`,
+    /// else `model.safetensors` (both memory-mapped), else `pytorch_model.bin`. When the
+    /// directory has a `manifest.json` every file it lists is checked (size and sha256); an
+    /// INT8 artifact must have one.
     pub fn from_dir(dir: &std::path::Path) -> Result<ModelFiles> {
         if !dir.is_dir() {
             return Err(Error::Io {
@@ -90,8 +93,30 @@ impl ModelFiles {
                 message: "no tokenizer: expected tokenizer.json or vocab.txt".into(),
             });
         };
+        let int8 = dir.join(crate::artifact::INT8_FILE);
         let safetensors = dir.join("model.safetensors");
-        let weights = if safetensors.is_file() {
+        let manifest = read(crate::manifest::MANIFEST_FILE)?;
+        if manifest.is_none() && int8.is_file() {
+            return Err(Error::Io {
+                path: dir.join(crate::manifest::MANIFEST_FILE).display().to_string(),
+                message:
+                    "missing: an INT8 model directory carries a manifest.json (re-run `squint quantize`)"
+                        .into(),
+            });
+        }
+        if let Some(json) = manifest {
+            let manifest = crate::manifest::Manifest::from_json(&json)?;
+            for entry in &manifest.files {
+                let bytes = map_file(&dir.join(&entry.path))?;
+                manifest.verify(&entry.path, bytes.as_ref())?;
+            }
+        }
+        let weights = if int8.is_file() {
+            WeightsFile::Safetensors {
+                name: crate::artifact::INT8_FILE.into(),
+                bytes: map_file(&int8)?,
+            }
+        } else if safetensors.is_file() {
             WeightsFile::Safetensors {
                 name: "model.safetensors".into(),
                 bytes: map_file(&safetensors)?,
@@ -101,7 +126,9 @@ impl ModelFiles {
         } else {
             return Err(Error::Io {
                 path: dir.display().to_string(),
-                message: "no weights: expected model.safetensors or pytorch_model.bin".into(),
+                message:
+                    "no weights: expected model.int8.safetensors, model.safetensors or pytorch_model.bin"
+                        .into(),
             });
         };
         Ok(ModelFiles {

@@ -6,18 +6,24 @@
 
 #![deny(unsafe_code)]
 
+pub mod artifact;
 pub mod bert;
+pub mod calibrate;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod linear;
+pub mod manifest;
 pub mod params;
 pub mod pipeline;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pytorch;
+pub mod quant;
+pub mod quantize;
 pub mod random;
+pub mod squad;
 pub mod tokenizer;
 pub mod weights;
 pub mod window;

@@ -1,10 +1,11 @@
-//! `Linear`: y = x·Wᵀ + b, the one abstraction every dense layer goes through. FP32 today;
-//! quantized kinds are further variants of [`LinearKind`].
+//! `Linear`: y = x·Wᵀ + b, the one abstraction every dense layer goes through, FP32 or INT8
+//! (the variants of [`LinearKind`]).
 
-use squint_kernels::int8::{matmul_dynamic_int8, PackedI8};
+use squint_kernels::int8::{matmul_quantized, ActQuant, PackedI8};
 use squint_kernels::{matmul_packed, Epilogue, PackedMatrix, Parallelism};
 
 use crate::error::Result;
+use crate::quant::InputQuant;
 
 /// How a layer's output meets the output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +16,7 @@ pub enum Output {
     Add,
 }
 
-/// The arithmetic the encoder's linear layers use.
+/// The arithmetic of the encoder's linear layers, as asked for by a host or stored in a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
     /// FP32 weights and activations.
@@ -24,6 +25,9 @@ pub enum Precision {
     /// INT8 weights (symmetric, one scale per output channel), activations quantized to u8 per
     /// row at run time; the product is exact in i32 and dequantized in the GEMM epilogue.
     Int8Dynamic,
+    /// INT8 weights, activations quantized with calibrated per-tensor ranges (layers the
+    /// recipe keeps per token excepted). Only INT8 artifacts made by `squint quantize` have it.
+    Int8Static,
 }
 
 impl Precision {
@@ -32,13 +36,15 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Int8Dynamic => "int8-dynamic",
+            Precision::Int8Static => "int8-static",
         }
     }
 
     pub fn parse(name: &str) -> Option<Precision> {
         match name {
             "fp32" => Some(Precision::Fp32),
-            "int8-dynamic" | "int8" => Some(Precision::Int8Dynamic),
+            "int8-dynamic" => Some(Precision::Int8Dynamic),
+            "int8-static" => Some(Precision::Int8Static),
             _ => None,
         }
     }
@@ -49,11 +55,12 @@ impl Precision {
 pub enum LinearKind {
     /// FP32, weight packed for the GEMM kernel once at load.
     F32 { weight: PackedMatrix, bias: Vec<f32> },
-    /// INT8 weights with per-output-channel scales; activations quantized per row at run time.
-    Int8Dynamic {
+    /// INT8 weights with per-output-channel scales; the input quantized as `input` says.
+    Int8 {
         weight: PackedI8,
         scales: Vec<f32>,
         bias: Vec<f32>,
+        input: InputQuant,
     },
 }
 
@@ -69,47 +76,40 @@ impl Linear {
     /// FP32 from PyTorch's layout: `weight` is `[out, in]` row-major, `bias` has `out` entries.
     /// Callers pass tensors whose shapes the loader already checked.
     pub fn from_torch(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Linear {
-        Self::from_torch_with(weight, bias, out_features, in_features, Precision::Fp32)
-    }
-
-    /// From PyTorch's layout, at the given precision. INT8 weights are symmetric per output
-    /// channel: scale = max|w| / 127, q = round(w / scale) in [-127, 127].
-    pub fn from_torch_with(
-        weight: &[f32],
-        bias: Vec<f32>,
-        out_features: usize,
-        in_features: usize,
-        precision: Precision,
-    ) -> Linear {
         assert_eq!(weight.len(), out_features * in_features, "Linear: weight shape");
         assert_eq!(bias.len(), out_features, "Linear: bias shape");
-        let kind = match precision {
-            Precision::Fp32 => LinearKind::F32 {
-                weight: PackedMatrix::from_transposed(weight, out_features, in_features),
-                bias,
-            },
-            Precision::Int8Dynamic => {
-                let mut q = vec![0i8; weight.len()];
-                let mut scales = Vec::with_capacity(out_features);
-                for (row, out) in weight
-                    .chunks_exact(in_features)
-                    .zip(q.chunks_exact_mut(in_features))
-                {
-                    let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-                    for (o, v) in out.iter_mut().zip(row) {
-                        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
-                    }
-                    scales.push(scale);
-                }
-                let weight = PackedI8::from_transposed(&q, out_features, in_features);
-                LinearKind::Int8Dynamic { weight, scales, bias }
-            }
-        };
         Linear {
             in_features,
             out_features,
-            kind,
+            kind: LinearKind::F32 {
+                weight: PackedMatrix::from_transposed(weight, out_features, in_features),
+                bias,
+            },
+        }
+    }
+
+    /// INT8 from quantized weights `[out, in]` row-major with one scale per output channel.
+    /// Callers pass tensors whose shapes the loader already checked.
+    pub fn int8(
+        weight: &[i8],
+        scales: Vec<f32>,
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        input: InputQuant,
+    ) -> Linear {
+        assert_eq!(weight.len(), out_features * in_features, "Linear: weight shape");
+        assert_eq!(bias.len(), out_features, "Linear: bias shape");
+        assert_eq!(scales.len(), out_features, "Linear: scales shape");
+        Linear {
+            in_features,
+            out_features,
+            kind: LinearKind::Int8 {
+                weight: PackedI8::from_transposed(weight, out_features, in_features),
+                scales,
+                bias,
+                input,
+            },
         }
     }
 
@@ -155,14 +155,34 @@ impl Linear {
                     par,
                 )?;
             }
-            LinearKind::Int8Dynamic { weight, scales, bias } => {
+            LinearKind::Int8 {
+                weight,
+                scales,
+                bias,
+                input,
+            } => {
                 let epilogue = Epilogue {
                     accumulate: mode == Output::Add,
                     bias: Some(bias),
                     activation,
                 };
                 let out = &mut out[..rows * n];
-                matmul_dynamic_int8(out, n, &x[..rows * k], k, rows, weight, scales, epilogue, par)?;
+                let act = match input {
+                    InputQuant::PerToken => ActQuant::PerRow,
+                    InputQuant::Static(q) => ActQuant::PerTensor(*q),
+                };
+                matmul_quantized(
+                    out,
+                    n,
+                    &x[..rows * k],
+                    k,
+                    rows,
+                    weight,
+                    scales,
+                    act,
+                    epilogue,
+                    par,
+                )?;
             }
         }
         Ok(())
@@ -172,6 +192,7 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::quantize_rows_symmetric;
 
     #[test]
     fn int8_dynamic_is_close_to_fp32() {
@@ -180,7 +201,8 @@ mod tests {
         let b: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
         let x: Vec<f32> = (0..rows * inp).map(|i| (i as f32 * 0.11).cos()).collect();
         let fp32 = Linear::from_torch(&w, b.clone(), out, inp);
-        let int8 = Linear::from_torch_with(&w, b, out, inp, Precision::Int8Dynamic);
+        let (q, scales) = quantize_rows_symmetric(&w, inp);
+        let int8 = Linear::int8(&q, scales, b, out, inp, InputQuant::PerToken);
         let (mut y, mut z) = (vec![0.0f32; rows * out], vec![0.0f32; rows * out]);
         fp32.forward(&x, rows, &mut y, Output::Replace, None, Parallelism::Sequential)
             .unwrap();

@@ -3,7 +3,8 @@
 
 use std::sync::Mutex;
 
-use crate::bert::{Batch, Bert, Workspace};
+use crate::artifact::{load_int8_bytes, write_int8, Int8Artifact, Int8Metadata, Recipe};
+use crate::bert::{Batch, Bert, ParamSource, Workspace};
 use crate::config::BertConfig;
 use crate::decode::{decode, Answer, WindowLogits};
 use crate::error::{Error, Result};
@@ -11,6 +12,7 @@ use crate::exec::Executor;
 use crate::files::{ModelFiles, WeightsFile};
 use crate::linear::Precision;
 use crate::params::QaParams;
+use crate::quant::Role;
 use crate::tokenizer::QaTokenizer;
 use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
 use crate::window::Windows;
@@ -22,8 +24,9 @@ pub struct PipelineOptions {
     pub threads: Option<usize>,
     /// Windows encoded together in one forward pass.
     pub batch: usize,
-    /// Arithmetic of the encoder's linear layers.
-    pub precision: Precision,
+    /// Arithmetic of the encoder's linear layers: `None` runs the model as stored (FP32
+    /// checkpoint or INT8 artifact); `Some(Int8Dynamic)` quantizes an FP32 checkpoint at load.
+    pub precision: Option<Precision>,
 }
 
 impl Default for PipelineOptions {
@@ -31,7 +34,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             threads: None,
             batch: 4,
-            precision: Precision::Fp32,
+            precision: None,
         }
     }
 }
@@ -54,18 +57,70 @@ pub struct Pipeline {
     batch: usize,
 }
 
-/// Loads the encoder from a model directory's weights.
+/// Loads the encoder from a model directory's weights, as stored.
 pub fn load_model(config: &BertConfig, weights: &WeightsFile) -> Result<Bert> {
-    load_model_with(config, weights, Precision::Fp32)
+    load_model_as(config, weights, None)
 }
 
-/// [`load_model`] with the encoder's linear layers at `precision`.
-pub fn load_model_with(config: &BertConfig, weights: &WeightsFile, precision: Precision) -> Result<Bert> {
-    let load = |source: &dyn TensorSource| Bert::load_with(config, &WeightReader::new(source), precision);
+/// [`load_model`], checking or converting the precision: an INT8 artifact loads as its recipe
+/// (asking for anything else is an error); an FP32 checkpoint loads as FP32, or is quantized
+/// with the dynamic recipe in memory when `Int8Dynamic` is asked for (the static recipe needs
+/// calibration: `squint quantize`).
+pub fn load_model_as(
+    config: &BertConfig,
+    weights: &WeightsFile,
+    precision: Option<Precision>,
+) -> Result<Bert> {
     match weights {
-        WeightsFile::Safetensors { name, bytes } => load(&SafetensorsSource::new(name, bytes.as_ref())?),
+        WeightsFile::Safetensors { name, bytes } => {
+            let source = SafetensorsSource::new(name, bytes.as_ref())?;
+            if let Some(artifact) = Int8Artifact::open(&source)? {
+                let stored = artifact.precision();
+                if precision.is_some_and(|p| p != stored) {
+                    return Err(Error::Checkpoint {
+                        file: name.clone(),
+                        message: format!(
+                            "is an INT8 artifact ({}); it cannot run as {}",
+                            stored.name(),
+                            precision.map_or("", Precision::name)
+                        ),
+                    });
+                }
+                let model = Bert::from_params(config, &artifact)?;
+                artifact.finish()?;
+                return Ok(model);
+            }
+            from_checkpoint(config, &source, precision)
+        }
         #[cfg(not(target_arch = "wasm32"))]
-        WeightsFile::PyTorch(path) => load(&crate::pytorch::read_pytorch(path)?),
+        WeightsFile::PyTorch(path) => {
+            from_checkpoint(config, &crate::pytorch::read_pytorch(path)?, precision)
+        }
+    }
+}
+
+fn from_checkpoint(
+    config: &BertConfig,
+    source: &dyn TensorSource,
+    precision: Option<Precision>,
+) -> Result<Bert> {
+    let reader = WeightReader::new(source);
+    match precision.unwrap_or(Precision::Fp32) {
+        Precision::Fp32 => Bert::load(config, &reader),
+        Precision::Int8Dynamic => {
+            let meta = Int8Metadata {
+                recipe: Recipe::Dynamic,
+                per_token: Role::ALL.into_iter().collect(),
+                calibration: None,
+                source_file: source.file().to_string(),
+                source_sha256: None,
+            };
+            load_int8_bytes(config, write_int8(config, &reader, &meta, None)?)
+        }
+        Precision::Int8Static => Err(Error::Checkpoint {
+            file: source.file().to_string(),
+            message: "is an FP32 checkpoint: int8-static needs calibrated ranges; make an INT8 artifact with `squint quantize --recipe static`".into(),
+        }),
     }
 }
 
@@ -74,7 +129,7 @@ impl Pipeline {
     pub fn load(files: &ModelFiles, options: PipelineOptions) -> Result<Pipeline> {
         let config = BertConfig::from_json(&files.config, "config.json")?;
         let tokenizer = QaTokenizer::from_files(&files.tokenizer)?;
-        let model = load_model_with(&config, &files.weights, options.precision)?;
+        let model = load_model_as(&config, &files.weights, options.precision)?;
         Self::new(tokenizer, model, options)
     }
 

@@ -1,8 +1,15 @@
 //! Deterministic random BERT weights of a given shape, for benchmarks and tests: no checkpoint
 //! of that size can be downloaded here, and speed does not depend on the values.
 
+use crate::artifact::{load_int8_bytes, write_int8, Int8Metadata, Recipe};
+use crate::bert::Bert;
+use crate::calibrate::{Calibrator, Observer};
 use crate::config::BertConfig;
-use crate::weights::{InMemorySource, Tensor};
+use crate::error::Result;
+use crate::exec::Executor;
+use crate::linear::Precision;
+use crate::quant::Role;
+use crate::weights::{InMemorySource, Tensor, WeightReader};
 
 /// SplitMix64: tiny, seedable, good enough for weights.
 #[derive(Debug)]
@@ -74,6 +81,49 @@ pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
     put("qa_outputs.weight".into(), vec![2, h], Init::Random);
     put("qa_outputs.bias".into(), vec![2], Init::Zeros);
     src
+}
+
+/// A random-weight encoder at `precision`. The static recipe calibrates (MinMax) on two
+/// random windows of 128 tokens and keeps FFN-in per token, as `squint quantize` does.
+pub fn random_model(config: &BertConfig, seed: u64, precision: Precision) -> Result<Bert> {
+    let source = random_weights(config, seed);
+    let reader = WeightReader::new(&source);
+    let fp32 = Bert::load(config, &reader)?;
+    let (recipe, per_token) = match precision {
+        Precision::Fp32 => return Ok(fp32),
+        Precision::Int8Dynamic => (Recipe::Dynamic, Role::ALL.into_iter().collect()),
+        Precision::Int8Static => (Recipe::Static, crate::quantize::default_per_token()),
+    };
+    let ranges = if recipe == Recipe::Static {
+        let exec = Executor::new(None)?;
+        let mut calibrator = Calibrator::new(&fp32, &exec, Observer::MinMax)?;
+        let mut rng = SplitMix(seed ^ 0x5eed);
+        let len = 128.min(config.max_position_embeddings);
+        for _ in 0..2 {
+            let ids: Vec<u32> = (0..len)
+                .map(|_| (rng.next() % config.vocab_size as u64) as u32)
+                .collect();
+            calibrator.add_window(&ids, &vec![0; len])?;
+        }
+        Some(calibrator.finish()?)
+    } else {
+        None
+    };
+    let meta = Int8Metadata {
+        recipe,
+        per_token,
+        calibration: ranges.as_ref().map(|_| crate::artifact::CalibrationInfo {
+            data: "random token ids".into(),
+            data_sha256: "none".into(),
+            samples: 2,
+            features: 2,
+            seed,
+            observer: Observer::MinMax.name(),
+        }),
+        source_file: "random weights".into(),
+        source_sha256: None,
+    };
+    load_int8_bytes(config, write_int8(config, &reader, &meta, ranges.as_ref())?)
 }
 
 /// How a random-model tensor is filled.

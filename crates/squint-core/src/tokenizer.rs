@@ -47,6 +47,18 @@ struct TokenizerConfig {
 }
 
 impl QaTokenizer {
+    /// The tokenizer as a `tokenizer.json` (with truncation and padding off), for model
+    /// directories that only had `vocab.txt`.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        self.inner
+            .to_string(false)
+            .map(String::into_bytes)
+            .map_err(|e| Error::Tokenizer {
+                file: self.file.clone(),
+                message: format!("serializing: {e}"),
+            })
+    }
+
     /// Builds the tokenizer from a model directory's tokenizer files.
     pub fn from_files(files: &TokenizerFiles) -> Result<QaTokenizer> {
         match files {

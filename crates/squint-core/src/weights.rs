@@ -32,6 +32,8 @@ pub struct SafetensorsSource<B: AsRef<[u8]>> {
     bytes: B,
     /// name -> (dtype, shape, absolute byte range)
     index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+    /// The header's `__metadata__` string map.
+    metadata: HashMap<String, String>,
 }
 
 impl<B: AsRef<[u8]>> SafetensorsSource<B> {
@@ -42,6 +44,10 @@ impl<B: AsRef<[u8]>> SafetensorsSource<B> {
             file: file.to_string(),
             message: format!("not a valid safetensors file: {e}"),
         })?;
+        let metadata = SafeTensors::read_metadata(data)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default();
         let mut index = HashMap::new();
         for (name, view) in parsed.tensors() {
             // The view borrows `data`; recover its absolute offset from the pointer difference.
@@ -59,12 +65,25 @@ impl<B: AsRef<[u8]>> SafetensorsSource<B> {
             file: file.to_string(),
             bytes,
             index,
+            metadata,
         })
     }
 
     /// Names of all tensors in the file.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
+    }
+
+    /// The header's `__metadata__` (empty when the file has none).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// A tensor's dtype, shape and little-endian bytes, as stored.
+    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        self.index
+            .get(name)
+            .map(|(dtype, shape, range)| (*dtype, shape.as_slice(), &self.bytes.as_ref()[range.clone()]))
     }
 }
 

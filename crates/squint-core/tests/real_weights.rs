@@ -5,33 +5,22 @@
 
 mod common;
 
+use squint_core::artifact::Recipe;
+use squint_core::calibrate::Observer;
+use squint_core::quantize::{default_per_token, quantize_model, write_dir, CalibrationData, QuantizeOptions};
 use squint_core::{
     Batch, BertConfig, Executor, ModelFiles, Pipeline, PipelineOptions, Precision, QaParams, QaTokenizer,
     Workspace,
 };
 
-const SENTENCES: [&str; 20] = [
-    "The Amazon rainforest covers most of the Amazon basin of South America.",
-    "A moist broadleaf forest grows where rain falls all year.",
-    "The committee met on Tuesday to discuss the budget for next year.",
-    "She played the violin in the city orchestra for twenty years.",
-    "Photosynthesis turns light, water and carbon dioxide into sugar.",
-    "The bridge was closed after engineers found cracks in its supports.",
-    "Quantum computers use qubits that can be in superpositions of states.",
-    "The library lends books, films and music to anyone with a card.",
-    "Heavy snow delayed flights across the northern part of the country.",
-    "He learned to cook by watching his grandmother in her small kitchen.",
-    "The treaty was signed in 1648 and ended thirty years of war.",
-    "Volcanoes release gases such as water vapour and sulfur dioxide.",
-    "Our team shipped the new release two days before the deadline.",
-    "The museum's collection includes paintings by Monet and Cézanne.",
-    "Wheat and barley were among the first crops people domesticated.",
-    "A black hole's gravity is so strong that not even light escapes.",
-    "The marathon route passes through five boroughs of New York City.",
-    "Bees communicate the direction of flowers with a waggle dance.",
-    "Please restart the server if the connection keeps timing out.",
-    "Tokyo, the capital of Japan, is one of the largest cities on Earth.",
-];
+/// 100 plain English sentences on everyday topics (written for these tests).
+fn sentences() -> Vec<String> {
+    std::fs::read_to_string(common::fixtures().join("sentences.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
 
 /// all-MiniLM-L6-v2's files, parsed config and tokenizer, or `None` (reported as skipped).
 struct MiniLm {
@@ -59,7 +48,7 @@ impl MiniLm {
     }
 
     fn model(&self, precision: Precision) -> squint_core::Bert {
-        squint_core::pipeline::load_model_with(&self.config, &self.files.weights, precision).unwrap()
+        squint_core::pipeline::load_model_as(&self.config, &self.files.weights, Some(precision)).unwrap()
     }
 
     /// `[CLS] sentence [SEP]` token ids.
@@ -81,7 +70,7 @@ fn minilm_hidden_states_match_candle() {
     let model = minilm.model(Precision::Fp32);
     assert!(!model.has_qa_head(), "all-MiniLM-L6-v2 is a plain encoder");
     let special = minilm.tokenizer.special();
-    let encoded: Vec<Vec<u32>> = SENTENCES.iter().map(|s| minilm.encode(s)).collect();
+    let encoded: Vec<Vec<u32>> = sentences().iter().map(|s| minilm.encode(s)).collect();
     let seq = encoded.iter().map(Vec::len).max().unwrap();
     let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
     let mut ids = vec![special.pad; seq * encoded.len()];
@@ -107,7 +96,7 @@ fn minilm_hidden_states_match_candle() {
     let theirs = common::CandleBert::load(dir).hidden(&ids, &types, &lengths, seq);
     let h = config.hidden_size;
     let worst = common::max_diff_unpadded(&ours, &theirs, &lengths, seq, h);
-    eprintln!("all-MiniLM-L6-v2, 20 sentences: max |hidden - candle| = {worst:e}");
+    eprintln!("all-MiniLM-L6-v2, 100 sentences: max |hidden - candle| = {worst:e}");
     assert!(worst <= 1e-4, "hidden states differ from candle by {worst}");
     // The embeddings are not degenerate: different sentences give different [CLS] states.
     assert!((0..h).any(|j| (ours[j] - ours[seq * h + j]).abs() > 1e-2));
@@ -121,72 +110,94 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
+/// An INT8 model directory made from `model_dir` by `squint quantize`'s library call:
+/// static recipes calibrate on 128 SQuAD *train* questions (never the dev questions scored below).
+fn quantized_dir(model_dir: &std::path::Path, recipe: Recipe, data: &std::path::Path) -> tempfile::TempDir {
+    let files = ModelFiles::from_dir(model_dir).unwrap();
+    let bytes = std::fs::read(data.join("squad-train-v1.1.json")).unwrap();
+    let questions = squint_core::squad::read_squad("squad-train-v1.1.json", &bytes).unwrap();
+    let calibration = (recipe == Recipe::Static).then(|| CalibrationData {
+        name: "squad-train-v1.1.json".into(),
+        bytes: &bytes,
+        questions: &questions,
+        samples: 128,
+        seed: 0,
+        observer: Observer::MinMax,
+    });
+    let options = QuantizeOptions {
+        recipe,
+        per_token: default_per_token(),
+        calibration,
+        threads: Some(2),
+    };
+    let out = quantize_model(&files, &options, &mut |_, _| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(dir.path(), &out).unwrap();
+    dir
+}
+
 #[test]
-fn minilm_int8_dynamic_stays_close_to_fp32() {
+fn minilm_int8_stays_close_to_fp32_on_100_sentences() {
     let Some(minilm) = MiniLm::open("all-MiniLM-L6-v2 INT8 vs FP32") else {
         return;
     };
-    let (fp32, int8) = (
-        minilm.model(Precision::Fp32),
-        minilm.model(Precision::Int8Dynamic),
-    );
+    let Some(data) = common::data_dir() else {
+        return common::skip(
+            "all-MiniLM-L6-v2 INT8 vs FP32",
+            "../shared/data (calibration set) not found",
+        );
+    };
+    let fp32 = minilm.model(Precision::Fp32);
     let exec = Executor::new(Some(2)).unwrap();
     let h = minilm.config.hidden_size;
-    let mut worst = 1.0f64;
-    for sentence in SENTENCES {
-        let ids = minilm.encode(sentence);
-        let types = vec![0u32; ids.len()];
-        let lengths = [ids.len()];
-        let batch = Batch {
-            ids: &ids,
-            types: &types,
-            lengths: &lengths,
-            seq_len: ids.len(),
-        };
-        let a = fp32
-            .encode(&batch, &mut Workspace::default(), &exec)
-            .unwrap()
-            .to_vec();
-        let b = int8
-            .encode(&batch, &mut Workspace::default(), &exec)
-            .unwrap()
-            .to_vec();
-        for (x, y) in a.chunks_exact(h).zip(b.chunks_exact(h)) {
-            worst = worst.min(cosine(x, y));
+    for recipe in [Recipe::Dynamic, Recipe::Static] {
+        let dir = quantized_dir(&minilm.dir, recipe, &data);
+        let files = ModelFiles::from_dir(dir.path()).unwrap();
+        let int8 = squint_core::pipeline::load_model(&minilm.config, &files.weights).unwrap();
+        assert_eq!(int8.precision(), recipe.precision());
+        let (mut worst, mut sum, mut tokens) = (1.0f64, 0.0f64, 0usize);
+        for sentence in sentences() {
+            let ids = minilm.encode(&sentence);
+            let types = vec![0u32; ids.len()];
+            let lengths = [ids.len()];
+            let batch = Batch {
+                ids: &ids,
+                types: &types,
+                lengths: &lengths,
+                seq_len: ids.len(),
+            };
+            let a = fp32
+                .encode(&batch, &mut Workspace::default(), &exec)
+                .unwrap()
+                .to_vec();
+            let b = int8
+                .encode(&batch, &mut Workspace::default(), &exec)
+                .unwrap()
+                .to_vec();
+            for (x, y) in a.chunks_exact(h).zip(b.chunks_exact(h)) {
+                let c = cosine(x, y);
+                worst = worst.min(c);
+                sum += c;
+                tokens += 1;
+            }
         }
+        eprintln!(
+            "all-MiniLM-L6-v2, 100 sentences: INT8 {} vs FP32 token cosine worst {worst:.5}, mean {:.5}",
+            recipe.name(),
+            sum / tokens as f64
+        );
+        assert!(
+            worst >= 0.99,
+            "INT8 {} drifts from FP32: cosine {worst}",
+            recipe.name()
+        );
     }
-    eprintln!("all-MiniLM-L6-v2, 20 sentences: INT8 dynamic vs FP32, worst token cosine = {worst:.5}");
-    assert!(
-        worst >= 0.99,
-        "INT8 dynamic hidden states drift from FP32: cosine {worst}"
-    );
-}
-
-/// One SQuAD question with its paragraph.
-struct SquadQuestion {
-    id: String,
-    question: String,
-    context: String,
 }
 
 /// Every question of the public dev half, in file order.
-fn squad_questions(data: &std::path::Path) -> Vec<SquadQuestion> {
-    let text = std::fs::read_to_string(data.join("squad-dev-v1.1-public.json")).unwrap();
-    let squad: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut out = Vec::new();
-    for article in squad["data"].as_array().unwrap() {
-        for paragraph in article["paragraphs"].as_array().unwrap() {
-            let context = paragraph["context"].as_str().unwrap();
-            for qa in paragraph["qas"].as_array().unwrap() {
-                out.push(SquadQuestion {
-                    id: qa["id"].as_str().unwrap().to_string(),
-                    question: qa["question"].as_str().unwrap().to_string(),
-                    context: context.to_string(),
-                });
-            }
-        }
-    }
-    out
+fn squad_questions(data: &std::path::Path) -> Vec<squint_core::squad::Question> {
+    let bytes = std::fs::read(data.join("squad-dev-v1.1-public.json")).unwrap();
+    squint_core::squad::read_squad("squad-dev-v1.1-public.json", &bytes).unwrap()
 }
 
 #[test]
@@ -236,7 +247,7 @@ fn minilm_squad_answers_match_transformers_pipeline() {
 }
 
 #[test]
-fn minilm_squad_int8_dynamic_agrees_with_fp32_on_200_questions() {
+fn minilm_squad_int8_agrees_with_fp32_on_200_questions() {
     let Some(data) = common::data_dir() else {
         return common::skip(
             "minilm-l6-squad INT8 vs FP32",
@@ -245,29 +256,41 @@ fn minilm_squad_int8_dynamic_agrees_with_fp32_on_200_questions() {
     };
     let model_dir = data.join("models/minilm-l6-squad");
     let fp32 = Pipeline::from_dir(&model_dir, PipelineOptions::default()).unwrap();
-    let options = PipelineOptions {
-        precision: Precision::Int8Dynamic,
-        ..PipelineOptions::default()
-    };
-    let int8 = Pipeline::from_dir(&model_dir, options).unwrap();
     // Every 10th question of the public dev half: 200 questions across all its articles.
-    let items: Vec<(String, String)> = squad_questions(&data)
-        .into_iter()
-        .map(|q| (q.question, q.context))
-        .collect();
-    let chosen: Vec<_> = items.iter().step_by(10).take(200).collect();
+    let questions = squad_questions(&data);
+    let chosen: Vec<_> = questions.iter().step_by(10).take(200).collect();
     assert_eq!(chosen.len(), 200);
-    let agree = chosen
+    let reference: Vec<String> = chosen
         .iter()
-        .filter(|(q, c)| {
-            let a = fp32.answer(q, c, &QaParams::default()).unwrap();
-            let b = int8.answer(q, c, &QaParams::default()).unwrap();
-            a[0].answer == b[0].answer
+        .map(|q| {
+            fp32.answer(&q.question, &q.context, &QaParams::default())
+                .unwrap()[0]
+                .answer
+                .clone()
         })
-        .count();
-    eprintln!("minilm-l6-squad, 200 dev questions: INT8 dynamic answers equal to FP32 on {agree}/200");
-    assert!(
-        agree >= 190,
-        "INT8 dynamic agrees with FP32 on only {agree}/200 (< 95%)"
-    );
+        .collect();
+    for recipe in [Recipe::Dynamic, Recipe::Static] {
+        let dir = quantized_dir(&model_dir, recipe, &data);
+        let int8 = Pipeline::from_dir(dir.path(), PipelineOptions::default()).unwrap();
+        assert_eq!(int8.model().precision(), recipe.precision());
+        let agree = chosen
+            .iter()
+            .zip(&reference)
+            .filter(|(q, want)| {
+                int8.answer(&q.question, &q.context, &QaParams::default())
+                    .unwrap()[0]
+                    .answer
+                    == **want
+            })
+            .count();
+        eprintln!(
+            "minilm-l6-squad, 200 dev questions: INT8 {} answers equal to FP32 on {agree}/200",
+            recipe.name()
+        );
+        assert!(
+            agree >= 190,
+            "INT8 {} agrees with FP32 on only {agree}/200 (< 95%)",
+            recipe.name()
+        );
+    }
 }

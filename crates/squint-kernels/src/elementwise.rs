@@ -76,6 +76,12 @@ multiversion! {
     pub fn quantize_row_u8(x: &[f32], out: &mut [u8]) -> (f32, i32) => quantize_row_generic;
 }
 
+multiversion! {
+    /// Quantizes `x` to u8 with given affine parameters (static, calibrated ranges): values
+    /// outside the range saturate at 0 or 255.
+    pub fn quantize_row_u8_fixed(x: &[f32], out: &mut [u8], scale: f32, zero: i32) => quantize_fixed_generic;
+}
+
 /// The affine u8 parameters `(scale, zero)` of a range [lo, hi] (lo ≤ 0 ≤ hi).
 #[inline(always)]
 pub fn u8_params(lo: f32, hi: f32) -> (f32, i32) {
@@ -109,6 +115,15 @@ fn quantize_row_generic(x: &[f32], out: &mut [u8]) -> (f32, i32) {
         *o = quantize_u8(*v, inv, z);
     }
     (scale, zero)
+}
+
+#[inline(always)]
+fn quantize_fixed_generic(x: &[f32], out: &mut [u8], scale: f32, zero: i32) {
+    assert_eq!(x.len(), out.len(), "quantize_row_u8_fixed: lengths differ");
+    let (inv, z) = (1.0 / scale, zero as f32);
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = quantize_u8(*v, inv, z);
+    }
 }
 
 /// `e^x` to within ~2 ulp for x in [-87, 88] (clamped outside), branch-free so it vectorises.

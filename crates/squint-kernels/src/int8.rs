@@ -11,7 +11,7 @@
 //! and the result is exact; other weights run the VNNI or scalar kernel.
 
 use crate::dispatch::Isa;
-use crate::elementwise::{quantize_row_u8, quantize_u8, u8_params};
+use crate::elementwise::{quantize_row_u8, quantize_row_u8_fixed, quantize_u8, u8_params};
 use crate::matmul::Parallelism;
 use crate::packed::Epilogue;
 use crate::parallel::{for_each_chunk_pair, run_parallel, OutPtr};
@@ -217,8 +217,18 @@ impl RowQuant {
     }
 }
 
-/// Quantizes `m` rows of `x` (`[m, k]`, stride `ldx`) per row, straight into the packed A
-/// layout of [`pack_a`]; tiles are split across threads.
+/// How activations become u8 on their way into the GEMM.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActQuant {
+    /// Each row (token) gets its own range at run time (the `dynamic` recipe).
+    PerRow,
+    /// One calibrated range for the whole tensor (the `static` recipe); values outside it
+    /// saturate.
+    PerTensor(RowQuant),
+}
+
+/// Quantizes `m` rows of `x` (`[m, k]`, stride `ldx`), per row or with fixed parameters,
+/// straight into the packed A layout of [`pack_a`]; tiles are split across threads.
 #[allow(clippy::too_many_arguments)]
 fn quantize_pack_rows(
     buf: &mut Vec<u8>,
@@ -228,6 +238,7 @@ fn quantize_pack_rows(
     m: usize,
     k: usize,
     k4: usize,
+    act: ActQuant,
     parallelism: Parallelism,
 ) {
     let tiles = m.div_ceil(MR);
@@ -246,8 +257,17 @@ fn quantize_pack_rows(
             row_bytes.resize(k, 0);
             for (r, param) in params.iter_mut().enumerate().take(MR.min(m - t * MR)) {
                 let row = t * MR + r;
-                let (scale, zero) = quantize_row_u8(&x[row * ldx..row * ldx + k], row_bytes);
-                *param = RowQuant { scale, zero };
+                let src = &x[row * ldx..row * ldx + k];
+                *param = match act {
+                    ActQuant::PerRow => {
+                        let (scale, zero) = quantize_row_u8(src, row_bytes);
+                        RowQuant { scale, zero }
+                    }
+                    ActQuant::PerTensor(q) => {
+                        quantize_row_u8_fixed(src, row_bytes, q.scale, q.zero);
+                        q
+                    }
+                };
                 for (g, four) in row_bytes.chunks(4).enumerate() {
                     let at = (g * MR + r) * 4;
                     tile[at..at + four.len()].copy_from_slice(four);
@@ -268,12 +288,12 @@ std::thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// FP32 in, FP32 out, INT8 inside: quantizes each row of `x` to u8 (dynamic, per row), multiplies
+/// FP32 in, FP32 out, INT8 inside: quantizes the rows of `x` to u8 as `act` says, multiplies
 /// by the s8 weights exactly, and dequantizes in the epilogue:
 /// `C = act((accumulate ? C : 0) + ((acc - zero·Σw) as f32) · (row_scale · col_scale[j]) + bias)`.
 /// The float epilogue is the same code for every ISA, so results are bit-identical.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_dynamic_int8(
+pub fn matmul_quantized(
     c: &mut [f32],
     ldc: usize,
     x: &[f32],
@@ -281,6 +301,7 @@ pub fn matmul_dynamic_int8(
     m: usize,
     b: &PackedI8,
     col_scale: &[f32],
+    act: ActQuant,
     epilogue: Epilogue<'_>,
     parallelism: Parallelism,
 ) -> Result<(), Int8ShapeError> {
@@ -314,7 +335,7 @@ pub fn matmul_dynamic_int8(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, parallelism);
+        quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, act, parallelism);
         let (packed, quant): (&[u8], &[RowQuant]) = (buf, quant);
         let out = OutPtr(c.as_mut_ptr());
         let job = |t: usize| {
@@ -332,7 +353,7 @@ pub fn matmul_dynamic_int8(
     Ok(())
 }
 
-/// The panels `panels` of [`matmul_dynamic_int8`].
+/// The panels `panels` of [`matmul_quantized`].
 ///
 /// # Safety
 /// `c` points at `m` rows of stride `ldc` holding at least `b.n` columns, and no other thread
@@ -737,7 +758,7 @@ mod tests {
         /// The dynamic INT8 product approximates the FP32 one within the quantization error,
         /// with threads and epilogues, and equals the exact integer formula.
         #[test]
-        fn dynamic_int8_matches_fp32(m in 1usize..15, k in 1usize..300, n in 1usize..140, threads in 1usize..3, seed: u64) {
+        fn quantized_matmul_matches_fp32(m in 1usize..15, k in 1usize..300, n in 1usize..140, threads in 1usize..3, seed: u64, fixed in any::<bool>()) {
             let x: Vec<f32> = bytes(m * k, seed).iter().map(|&b| b as f32 / 40.0 - 3.0).collect();
             let wq: Vec<i8> = bytes(n * k, seed ^ 7).into_iter().map(|b| b as i8).collect();
             let col_scale: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-5).collect();
@@ -746,16 +767,21 @@ mod tests {
             let mut c = vec![1.0f32; m * n];
             let par = if threads > 1 { Parallelism::Threads(threads) } else { Parallelism::Sequential };
             let epilogue = Epilogue { accumulate: true, bias: Some(&bias), activation: None };
-            matmul_dynamic_int8(&mut c, n, &x, k, m, &packed, &col_scale, epilogue, par).unwrap();
+            // Static: one range for every row, a little narrower than the data so some values saturate.
+            let tensor = RowQuant::of(&[-2.5, 2.5]);
+            let act = if fixed { ActQuant::PerTensor(tensor) } else { ActQuant::PerRow };
+            matmul_quantized(&mut c, n, &x, k, m, &packed, &col_scale, act, epilogue, par).unwrap();
             for i in 0..m {
-                let q = RowQuant::of(&x[i * k..(i + 1) * k]);
+                let q = if fixed { tensor } else { RowQuant::of(&x[i * k..(i + 1) * k]) };
                 for j in 0..n {
                     let exact: i32 = (0..k).map(|p| (q.quantize(x[i * k + p]) as i32 - q.zero) * wq[j * k + p] as i32).sum();
                     let want = 1.0 + (exact as f32 * (q.scale * col_scale[j]) + bias[j]);
                     prop_assert_eq!(c[i * n + j], want);
                     let fp32: f32 = (0..k).map(|p| x[i * k + p] * wq[j * k + p] as f32 * col_scale[j]).sum::<f32>() + bias[j] + 1.0;
                     let bound = q.scale * 0.5 * col_scale[j] * 128.0 * k as f32 + 1e-4;
-                    prop_assert!((c[i * n + j] - fp32).abs() <= bound);
+                    if !fixed {
+                        prop_assert!((c[i * n + j] - fp32).abs() <= bound);
+                    }
                 }
             }
         }

@@ -1,0 +1,471 @@
+//! The INT8 artifact, `model.int8.safetensors`: quantized weights in a kernel-independent
+//! layout, their scales, calibrated activation ranges and the recipe, in one safetensors file.
+//!
+//! Tensors (names without the `bert.` prefix):
+//! - `embeddings.word_embeddings.weight` I8 `[vocab, h]` + `.scale` F32 `[vocab]` (symmetric per row);
+//!   position and token-type embeddings, every LayerNorm and `qa_outputs.*` stay F32;
+//! - per linear layer `encoder.layer.N.{attention.self.qkv, attention.output.dense,
+//!   intermediate.dense, output.dense}`: `.weight` I8 `[out, in]` row-major (PyTorch's layout;
+//!   packing for the kernels happens at load), `.weight_scale` F32 `[out]` (symmetric per output
+//!   channel), `.bias` F32 `[out]`, and for statically quantized inputs `.input_scale` F32 `[1]`
+//!   and `.input_zero_point` U8 `[1]`. `qkv` is query, key and value stacked, `[3h, h]`.
+//!
+//! `__metadata__` holds the format name and version, the recipe, which inputs stay per token,
+//! calibration provenance and the source checkpoint's sha256. Loading checks all of it and
+//! refuses a file with missing, extra or ill-shaped tensors.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+
+use safetensors::Dtype;
+use squint_kernels::int8::RowQuant;
+
+use crate::bert::{fp32_linear, ParamSource, WordEmbeddings};
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+use crate::linear::{Linear, Precision};
+use crate::quant::{quantize_rows_symmetric, InputQuant, Role, Site};
+use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
+
+/// The artifact's file name inside a model directory.
+pub const INT8_FILE: &str = "model.int8.safetensors";
+/// `__metadata__["format"]`.
+pub const FORMAT: &str = "squint-int8";
+/// `__metadata__["format_version"]`: bumped whenever a reader of the old version would
+/// misread the new one.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How activations are quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe {
+    /// Per token at run time; no calibration.
+    Dynamic,
+    /// Calibrated per-tensor ranges, except the roles listed in [`Int8Metadata::per_token`].
+    Static,
+}
+
+impl Recipe {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Dynamic => "dynamic",
+            Recipe::Static => "static",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Recipe> {
+        match name {
+            "dynamic" => Some(Recipe::Dynamic),
+            "static" => Some(Recipe::Static),
+            _ => None,
+        }
+    }
+
+    pub fn precision(self) -> Precision {
+        match self {
+            Recipe::Dynamic => Precision::Int8Dynamic,
+            Recipe::Static => Precision::Int8Static,
+        }
+    }
+}
+
+/// Where the calibration ranges came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CalibrationInfo {
+    /// The data file's name (no directories).
+    pub data: String,
+    pub data_sha256: String,
+    /// Questions drawn (shuffled with `seed`), and the windows they made.
+    pub samples: usize,
+    pub features: usize,
+    pub seed: u64,
+    /// `minmax` or `percentile-P`.
+    pub observer: String,
+}
+
+/// Everything `__metadata__` says about an artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Int8Metadata {
+    pub recipe: Recipe,
+    /// Roles whose inputs stay quantized per token (all of them in the dynamic recipe).
+    pub per_token: BTreeSet<Role>,
+    pub calibration: Option<CalibrationInfo>,
+    /// The FP32 checkpoint's file name and sha256 (None when quantized in memory at load).
+    pub source_file: String,
+    pub source_sha256: Option<String>,
+}
+
+const LAYOUT: &str = "weights int8 row-major [out_features, in_features], symmetric per output channel \
+(scale = max|w|/127, values in [-127, 127]); attention.self.qkv = query, key, value rows stacked; \
+word embeddings int8 symmetric per row; activations u8 affine, per token unless the layer has input_scale";
+const FLOAT_PARTS: &str = "position and token-type embeddings, LayerNorm, attention (QK^T, softmax, PV), \
+GELU, residual adds, qa_outputs";
+
+impl Int8Metadata {
+    fn to_map(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), v);
+        };
+        put("format", FORMAT.into());
+        put("format_version", FORMAT_VERSION.to_string());
+        put("recipe", self.recipe.name().into());
+        put(
+            "per_token_inputs",
+            self.per_token
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        put("weight_layout", LAYOUT.into());
+        put("float_parts", FLOAT_PARTS.into());
+        put("source_file", self.source_file.clone());
+        put(
+            "source_sha256",
+            self.source_sha256.clone().unwrap_or_else(|| "none".into()),
+        );
+        put("squint_version", env!("CARGO_PKG_VERSION").into());
+        if let Some(c) = &self.calibration {
+            put("calibration_data", c.data.clone());
+            put("calibration_data_sha256", c.data_sha256.clone());
+            put("calibration_samples", c.samples.to_string());
+            put("calibration_features", c.features.to_string());
+            put("calibration_seed", c.seed.to_string());
+            put("calibration_observer", c.observer.clone());
+        }
+        m
+    }
+
+    /// Reads and checks `__metadata__`; `None` when the file is not a squint INT8 artifact.
+    pub fn from_map(file: &str, m: &HashMap<String, String>) -> Result<Option<Int8Metadata>> {
+        match m.get("format") {
+            Some(f) if f == FORMAT => {}
+            _ => return Ok(None),
+        }
+        let bad = |message: String| Error::Checkpoint {
+            file: file.to_string(),
+            message,
+        };
+        let get = |k: &str| {
+            m.get(k)
+                .map(String::as_str)
+                .ok_or_else(|| bad(format!("__metadata__ lacks `{k}`")))
+        };
+        let version = get("format_version")?;
+        if version != FORMAT_VERSION.to_string() {
+            return Err(bad(format!(
+                "{FORMAT} format version {version} is not supported (this squint reads version {FORMAT_VERSION}); re-run `squint quantize`"
+            )));
+        }
+        let recipe = Recipe::parse(get("recipe")?)
+            .ok_or_else(|| bad(format!("unknown recipe {:?} (static, dynamic)", m["recipe"])))?;
+        let mut per_token = BTreeSet::new();
+        for name in get("per_token_inputs")?.split(',').filter(|s| !s.is_empty()) {
+            per_token.insert(
+                Role::parse(name)
+                    .ok_or_else(|| bad(format!("unknown layer role {name:?} in per_token_inputs")))?,
+            );
+        }
+        if recipe == Recipe::Dynamic && per_token.len() != Role::ALL.len() {
+            return Err(bad(
+                "a dynamic artifact must list every role in per_token_inputs".into()
+            ));
+        }
+        let number =
+            |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| bad(format!("`{k}` is not a number"))) };
+        let calibration = if recipe == Recipe::Static {
+            Some(CalibrationInfo {
+                data: get("calibration_data")?.to_string(),
+                data_sha256: get("calibration_data_sha256")?.to_string(),
+                samples: number("calibration_samples")? as usize,
+                features: number("calibration_features")? as usize,
+                seed: number("calibration_seed")?,
+                observer: get("calibration_observer")?.to_string(),
+            })
+        } else {
+            None
+        };
+        let source_sha256 = match get("source_sha256")? {
+            "none" => None,
+            s => Some(s.to_string()),
+        };
+        Ok(Some(Int8Metadata {
+            recipe,
+            per_token,
+            calibration,
+            source_file: get("source_file")?.to_string(),
+            source_sha256,
+        }))
+    }
+}
+
+/// Calibrated input ranges, `[lo, hi]` per linear layer.
+pub type Ranges = std::collections::BTreeMap<Site, (f32, f32)>;
+
+/// Quantizes an FP32 checkpoint into the artifact's bytes. `ranges` must cover every site
+/// whose role is not in `meta.per_token` when the recipe is static.
+pub fn write_int8(
+    config: &BertConfig,
+    r: &WeightReader<'_>,
+    meta: &Int8Metadata,
+    ranges: Option<&Ranges>,
+) -> Result<Vec<u8>> {
+    let (h, vocab) = (config.hidden_size, config.vocab_size);
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let i8_bytes = |v: &[i8]| v.iter().map(|&x| x as u8).collect::<Vec<u8>>();
+    let put_f32 = |tensors: &mut Vec<_>, name: &str, shape: Vec<usize>| -> Result<()> {
+        let v = r.get(name, &shape)?;
+        tensors.push((name.to_string(), Dtype::F32, shape, f32_bytes(&v)));
+        Ok(())
+    };
+    let word = r.get("embeddings.word_embeddings.weight", &[vocab, h])?;
+    let (q, scales) = quantize_rows_symmetric(&word, h);
+    tensors.push((
+        "embeddings.word_embeddings.weight".into(),
+        Dtype::I8,
+        vec![vocab, h],
+        i8_bytes(&q),
+    ));
+    tensors.push((
+        "embeddings.word_embeddings.scale".into(),
+        Dtype::F32,
+        vec![vocab],
+        f32_bytes(&scales),
+    ));
+    put_f32(
+        &mut tensors,
+        "embeddings.position_embeddings.weight",
+        vec![config.max_position_embeddings, h],
+    )?;
+    put_f32(
+        &mut tensors,
+        "embeddings.token_type_embeddings.weight",
+        vec![config.type_vocab_size, h],
+    )?;
+    let mut norms = vec!["embeddings.LayerNorm".to_string()];
+    for layer in 0..config.num_hidden_layers {
+        for role in Role::ALL {
+            let site = Site { layer, role };
+            let (out, inp) = linear_shape(config, role);
+            let (w, bias) = fp32_linear(r, site, out, inp)?;
+            let (q, scales) = quantize_rows_symmetric(&w, inp);
+            let p = site.prefix();
+            tensors.push((format!("{p}.weight"), Dtype::I8, vec![out, inp], i8_bytes(&q)));
+            tensors.push((
+                format!("{p}.weight_scale"),
+                Dtype::F32,
+                vec![out],
+                f32_bytes(&scales),
+            ));
+            tensors.push((format!("{p}.bias"), Dtype::F32, vec![out], f32_bytes(&bias)));
+            if meta.recipe == Recipe::Static && !meta.per_token.contains(&role) {
+                let &(lo, hi) = ranges
+                    .and_then(|r| r.get(&site))
+                    .ok_or_else(|| Error::Checkpoint {
+                        file: INT8_FILE.into(),
+                        message: format!("no calibrated range for {p}"),
+                    })?;
+                let q = RowQuant::of(&[lo, hi]);
+                tensors.push((
+                    format!("{p}.input_scale"),
+                    Dtype::F32,
+                    vec![1],
+                    f32_bytes(&[q.scale]),
+                ));
+                tensors.push((
+                    format!("{p}.input_zero_point"),
+                    Dtype::U8,
+                    vec![1],
+                    vec![q.zero as u8],
+                ));
+            }
+        }
+        norms.push(format!("encoder.layer.{layer}.attention.output.LayerNorm"));
+        norms.push(format!("encoder.layer.{layer}.output.LayerNorm"));
+    }
+    for norm in norms {
+        put_f32(&mut tensors, &format!("{norm}.weight"), vec![h])?;
+        put_f32(&mut tensors, &format!("{norm}.bias"), vec![h])?;
+    }
+    if r.has("qa_outputs.weight") {
+        put_f32(&mut tensors, "qa_outputs.weight", vec![2, h])?;
+        put_f32(&mut tensors, "qa_outputs.bias", vec![2])?;
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::tensor(INT8_FILE, name, e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(meta.to_map())).map_err(|e| Error::Checkpoint {
+        file: INT8_FILE.into(),
+        message: format!("serializing: {e}"),
+    })
+}
+
+/// Builds the encoder from artifact bytes made in memory (quantization at load, benchmarks).
+pub fn load_int8_bytes(config: &BertConfig, bytes: Vec<u8>) -> Result<crate::bert::Bert> {
+    let source = SafetensorsSource::new(INT8_FILE, bytes)?;
+    let artifact = Int8Artifact::open(&source)?.ok_or_else(|| Error::Checkpoint {
+        file: INT8_FILE.into(),
+        message: "lacks the squint-int8 metadata".into(),
+    })?;
+    let model = crate::bert::Bert::from_params(config, &artifact)?;
+    artifact.finish()?;
+    Ok(model)
+}
+
+/// `(out_features, in_features)` of a role's layer.
+pub fn linear_shape(config: &BertConfig, role: Role) -> (usize, usize) {
+    let (h, inter) = (config.hidden_size, config.intermediate_size);
+    match role {
+        Role::Qkv => (3 * h, h),
+        Role::AttentionOutput => (h, h),
+        Role::Intermediate => (inter, h),
+        Role::Output => (h, inter),
+    }
+}
+
+/// An INT8 artifact opened for loading: every read checks dtype, shape and finiteness, and
+/// [`Int8Artifact::finish`] refuses tensors nobody asked for.
+#[derive(Debug)]
+pub struct Int8Artifact<'a, B: AsRef<[u8]>> {
+    src: &'a SafetensorsSource<B>,
+    meta: Int8Metadata,
+    read: RefCell<BTreeSet<String>>,
+}
+
+impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
+    /// `None` when `src` is not a squint INT8 artifact (an FP32 checkpoint).
+    pub fn open(src: &'a SafetensorsSource<B>) -> Result<Option<Self>> {
+        Ok(
+            Int8Metadata::from_map(src.file(), src.metadata())?.map(|meta| Int8Artifact {
+                src,
+                meta,
+                read: RefCell::new(BTreeSet::new()),
+            }),
+        )
+    }
+
+    pub fn metadata(&self) -> &Int8Metadata {
+        &self.meta
+    }
+
+    fn tensor(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'a [u8]> {
+        let file = self.src.file();
+        let (found, found_shape, bytes) = self
+            .src
+            .raw(name)
+            .ok_or_else(|| Error::tensor(file, name, "missing"))?;
+        if found != dtype || found_shape != shape {
+            return Err(Error::tensor(
+                file,
+                name,
+                format!("expected {dtype:?} {shape:?}, found {found:?} {found_shape:?}"),
+            ));
+        }
+        if let Ok(mut read) = self.read.try_borrow_mut() {
+            read.insert(name.to_string());
+        }
+        Ok(bytes)
+    }
+
+    fn floats(&self, name: &str, shape: &[usize], positive: bool) -> Result<Vec<f32>> {
+        let v: Vec<f32> = self
+            .tensor(name, Dtype::F32, shape)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if let Some(bad) = v.iter().find(|x| !x.is_finite() || (positive && **x <= 0.0)) {
+            let what = if positive {
+                "positive finite values"
+            } else {
+                "finite values"
+            };
+            return Err(Error::tensor(
+                self.src.file(),
+                name,
+                format!("expected {what}, found {bad}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn int8(&self, name: &str, shape: &[usize]) -> Result<Vec<i8>> {
+        let v: Vec<i8> = self
+            .tensor(name, Dtype::I8, shape)?
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
+        if v.contains(&i8::MIN) {
+            return Err(Error::tensor(
+                self.src.file(),
+                name,
+                "holds -128: weights are symmetric in [-127, 127]",
+            ));
+        }
+        Ok(v)
+    }
+
+    /// After loading: every tensor in the file must have been read.
+    pub fn finish(&self) -> Result<()> {
+        let read = self.read.borrow();
+        let mut extra: Vec<&str> = self.src.names().filter(|n| !read.contains(*n)).collect();
+        extra.sort_unstable();
+        match extra.first() {
+            None => Ok(()),
+            Some(name) => Err(Error::tensor(
+                self.src.file(),
+                name,
+                format!("unexpected in a {FORMAT} v{FORMAT_VERSION} artifact of this config ({} unexpected tensors)", extra.len()),
+            )),
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> ParamSource for Int8Artifact<'_, B> {
+    fn file(&self) -> &str {
+        self.src.file()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.src.raw(name).is_some()
+    }
+
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.floats(name, shape, false)
+    }
+
+    fn word_embeddings(&self, vocab: usize, hidden: usize) -> Result<WordEmbeddings> {
+        Ok(WordEmbeddings::Int8 {
+            values: self.int8("embeddings.word_embeddings.weight", &[vocab, hidden])?,
+            scales: self.floats("embeddings.word_embeddings.scale", &[vocab], true)?,
+        })
+    }
+
+    fn linear(&self, site: Site, out: usize, inp: usize) -> Result<Linear> {
+        let p = site.prefix();
+        let weight = self.int8(&format!("{p}.weight"), &[out, inp])?;
+        let scales = self.floats(&format!("{p}.weight_scale"), &[out], true)?;
+        let bias = self.floats(&format!("{p}.bias"), &[out], false)?;
+        let per_token = self.meta.per_token.contains(&site.role);
+        let input = if per_token {
+            InputQuant::PerToken
+        } else {
+            let scale = self.floats(&format!("{p}.input_scale"), &[1], true)?[0];
+            let zero = self.tensor(&format!("{p}.input_zero_point"), Dtype::U8, &[1])?[0];
+            InputQuant::Static(RowQuant {
+                scale,
+                zero: zero as i32,
+            })
+        };
+        Ok(Linear::int8(&weight, scales, bias, out, inp, input))
+    }
+
+    fn precision(&self) -> Precision {
+        self.meta.recipe.precision()
+    }
+}

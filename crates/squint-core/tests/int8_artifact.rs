@@ -1,0 +1,278 @@
+//! The INT8 artifact on the tiny fixture model: quantize (both recipes) -> directory ->
+//! load gives the same logits as quantizing in memory; metadata survives; truncated,
+//! tampered, foreign or inconsistent files are refused with a message naming what is wrong.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::path::Path;
+
+use squint_core::artifact::{Int8Artifact, Int8Metadata, Recipe, INT8_FILE};
+use squint_core::calibrate::Observer;
+use squint_core::manifest::{Manifest, MANIFEST_FILE};
+use squint_core::quantize::{default_per_token, quantize_model, write_dir, CalibrationData, QuantizeOptions};
+use squint_core::weights::SafetensorsSource;
+use squint_core::{ModelFiles, Pipeline, PipelineOptions, Precision, QaParams};
+
+const CONTEXT: &str = "The Amazon rainforest, also known in English as Amazonia, is a moist broadleaf \
+tropical rainforest that covers most of the Amazon basin of South America.";
+
+/// A small SQuAD v1.1 file for calibration (the tiny model is random; any text works).
+fn calib_json() -> Vec<u8> {
+    let qas: Vec<serde_json::Value> = (0..6)
+        .map(|i| {
+            serde_json::json!({"id": format!("q{i}"), "question": format!("What is item {i} about?"),
+                "answers": [{"text": "Amazon", "answer_start": 4}]})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"version": "1.1", "data": [{"title": "t",
+        "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
+    .unwrap()
+}
+
+fn quantize(recipe: Recipe, out: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = ModelFiles::from_dir(&common::fixtures().join("tiny-qa")).unwrap();
+    let bytes = calib_json();
+    let questions = squint_core::squad::read_squad("calib.json", &bytes).unwrap();
+    let options = QuantizeOptions {
+        recipe,
+        per_token: default_per_token(),
+        calibration: (recipe == Recipe::Static).then(|| CalibrationData {
+            name: "calib.json".into(),
+            bytes: &bytes,
+            questions: &questions,
+            samples: 4,
+            seed: 3,
+            observer: Observer::MinMax,
+        }),
+        threads: Some(1),
+    };
+    let mut calls = 0;
+    let written = quantize_model(&files, &options, &mut |_, _| calls += 1).unwrap();
+    assert_eq!(calls, if recipe == Recipe::Static { 4 } else { 0 });
+    write_dir(out, &written).unwrap();
+    written
+}
+
+fn logits(p: &Pipeline) -> Vec<(Vec<f32>, Vec<f32>)> {
+    p.window_logits(
+        "Which name is also used for the Amazon rainforest?",
+        CONTEXT,
+        &QaParams::default(),
+    )
+    .unwrap()
+    .logits
+}
+
+#[test]
+fn round_trip_both_recipes() {
+    let fp32 = Pipeline::from_dir(&common::fixtures().join("tiny-qa"), PipelineOptions::default()).unwrap();
+    for recipe in [Recipe::Dynamic, Recipe::Static] {
+        let dir = tempfile::tempdir().unwrap();
+        let written = quantize(recipe, dir.path());
+        let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["config.json", "tokenizer.json", INT8_FILE, MANIFEST_FILE]);
+        let int8 = Pipeline::from_dir(dir.path(), PipelineOptions::default()).unwrap();
+        assert_eq!(int8.model().precision(), recipe.precision());
+        // Same artifact, loaded twice: identical logits; and close to FP32.
+        let again = Pipeline::from_dir(dir.path(), PipelineOptions::default()).unwrap();
+        assert_eq!(logits(&int8), logits(&again));
+        let (a, b) = (logits(&fp32), logits(&int8));
+        let worst = a[0]
+            .0
+            .iter()
+            .zip(&b[0].0)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let range = a[0].0.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(
+            worst < 0.1 * range,
+            "{}: INT8 start logits differ from FP32 by {worst} (logits up to {range})",
+            recipe.name()
+        );
+        // The dynamic artifact equals quantizing the checkpoint at load.
+        if recipe == Recipe::Dynamic {
+            let options = PipelineOptions {
+                precision: Some(Precision::Int8Dynamic),
+                ..PipelineOptions::default()
+            };
+            let in_memory = Pipeline::from_dir(&common::fixtures().join("tiny-qa"), options).unwrap();
+            assert_eq!(logits(&in_memory), logits(&int8));
+        }
+        // Metadata survives.
+        let bytes = std::fs::read(dir.path().join(INT8_FILE)).unwrap();
+        let src = SafetensorsSource::new(INT8_FILE, bytes).unwrap();
+        let meta: Int8Metadata = Int8Artifact::open(&src).unwrap().unwrap().metadata().clone();
+        assert_eq!(meta.recipe, recipe);
+        assert_eq!(meta.source_file, "model.safetensors");
+        let source = std::fs::read(common::fixtures().join("tiny-qa/model.safetensors")).unwrap();
+        assert_eq!(
+            meta.source_sha256,
+            Some(squint_core::manifest::sha256_hex(&source))
+        );
+        if let Some(c) = meta.calibration {
+            assert_eq!((c.samples, c.seed, c.observer.as_str()), (4, 3, "minmax"));
+            assert_eq!(c.data_sha256, squint_core::manifest::sha256_hex(&calib_json()));
+        }
+        // Asking an INT8 artifact for another precision is refused.
+        let options = PipelineOptions {
+            precision: Some(Precision::Fp32),
+            ..PipelineOptions::default()
+        };
+        let e = Pipeline::from_dir(dir.path(), options).unwrap_err().to_string();
+        assert!(e.contains("is an INT8 artifact") && e.contains("fp32"), "{e}");
+    }
+}
+
+fn error_of(dir: &Path) -> String {
+    Pipeline::from_dir(dir, PipelineOptions::default())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn truncated_tampered_and_unlisted_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    quantize(Recipe::Static, dir.path());
+    let path = dir.path().join(INT8_FILE);
+    let good = std::fs::read(&path).unwrap();
+
+    let mut flipped = good.clone();
+    let at = flipped.len() - 100;
+    flipped[at] ^= 0x40;
+    std::fs::write(&path, &flipped).unwrap();
+    let e = error_of(dir.path());
+    assert!(
+        e.contains(INT8_FILE) && e.contains("sha256") && e.contains("modified"),
+        "{e}"
+    );
+
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains(INT8_FILE) && e.contains("truncated"), "{e}");
+
+    std::fs::write(&path, &good).unwrap();
+    std::fs::remove_file(dir.path().join(MANIFEST_FILE)).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains("manifest.json") && e.contains("missing"), "{e}");
+}
+
+/// Rewrites the artifact with `edit` applied to its tensors and metadata, with a matching
+/// manifest (as a careless tool would), so only the loader's own validation can catch it.
+fn rewrite(
+    dir: &Path,
+    edit: impl FnOnce(
+        &mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+        &mut std::collections::HashMap<String, String>,
+    ),
+) {
+    let path = dir.join(INT8_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    edit(&mut tensors, &mut meta);
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(&path, &out).unwrap();
+    let names = ["config.json", "tokenizer.json", INT8_FILE];
+    let contents: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
+    let manifest = Manifest::of(names.iter().copied().zip(contents.iter().map(Vec::as_slice)));
+    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+}
+
+#[test]
+fn inconsistent_artifacts_are_refused() {
+    type Edit = Box<
+        dyn FnOnce(
+            &mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+            &mut std::collections::HashMap<String, String>,
+        ),
+    >;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "future version",
+            Box::new(|_, m| {
+                m.insert("format_version".into(), "99".into());
+            }),
+            "format version 99 is not supported",
+        ),
+        (
+            "unknown recipe",
+            Box::new(|_, m| {
+                m.insert("recipe".into(), "magic".into());
+            }),
+            "unknown recipe",
+        ),
+        (
+            "missing calibration provenance",
+            Box::new(|_, m| {
+                m.remove("calibration_data_sha256");
+            }),
+            "lacks `calibration_data_sha256`",
+        ),
+        (
+            "extra tensor",
+            Box::new(|t, _| {
+                t.push((
+                    "encoder.layer.9.bogus".into(),
+                    safetensors::Dtype::F32,
+                    vec![1],
+                    vec![0; 4],
+                ))
+            }),
+            "encoder.layer.9.bogus",
+        ),
+        (
+            "weights stored as f32",
+            Box::new(|t, _| {
+                let w = t
+                    .iter_mut()
+                    .find(|x| x.0 == "encoder.layer.0.attention.self.qkv.weight")
+                    .unwrap();
+                w.1 = safetensors::Dtype::U8;
+            }),
+            "expected I8",
+        ),
+        (
+            "negative weight scale",
+            Box::new(|t, _| {
+                let s = t
+                    .iter_mut()
+                    .find(|x| x.0 == "encoder.layer.0.output.dense.weight_scale")
+                    .unwrap();
+                s.3[..4].copy_from_slice(&(-1.0f32).to_le_bytes());
+            }),
+            "positive finite",
+        ),
+        (
+            "missing input scale",
+            Box::new(|t, _| t.retain(|x| x.0 != "encoder.layer.0.attention.self.qkv.input_scale")),
+            "encoder.layer.0.attention.self.qkv.input_scale`: missing",
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        quantize(Recipe::Static, dir.path());
+        rewrite(dir.path(), edit);
+        let e = error_of(dir.path());
+        assert!(e.contains(want), "{what}: {e}");
+    }
+}
