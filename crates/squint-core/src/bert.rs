@@ -2,7 +2,7 @@
 //! question-answering head. Reads like the architecture; the arithmetic is in squint-kernels.
 
 use squint_kernels::elementwise::{
-    gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place,
+    dot, gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place,
 };
 use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
 
@@ -190,7 +190,6 @@ pub struct Workspace {
     heads: Vec<f32>,
     scores: Vec<f32>,
     intermediate: Vec<f32>,
-    logits: Vec<f32>,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -208,8 +207,16 @@ impl Workspace {
         grow(&mut self.heads, t * c.hidden_size);
         grow(&mut self.scores, batch * c.num_attention_heads * seq * seq);
         grow(&mut self.intermediate, t * c.intermediate_size);
-        grow(&mut self.logits, t * 2);
     }
+}
+
+/// The QA head, hidden -> (start, end) logits: two dot products per token in a fixed order
+/// ([`squint_kernels::elementwise::dot`]), so its logits are the same bits on every ISA.
+#[derive(Clone, Debug)]
+struct QaHead {
+    /// `[2, hidden]`: start row, end row.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 /// A BERT encoder with an optional question-answering head (`qa_outputs`).
@@ -218,7 +225,7 @@ pub struct Bert {
     config: BertConfig,
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    qa_outputs: Option<Linear>,
+    qa_outputs: Option<QaHead>,
     precision: Precision,
 }
 
@@ -247,9 +254,10 @@ impl Bert {
             .collect::<Result<Vec<_>>>()?;
         // The QA head has no `bert.` prefix; `WeightReader` tries both spellings anyway.
         let qa_outputs = if r.has("qa_outputs.weight") {
-            let w = r.f32("qa_outputs.weight", &[2, h])?;
-            let b = r.f32("qa_outputs.bias", &[2])?;
-            Some(Linear::from_torch(&w, b, 2, h))
+            Some(QaHead {
+                weight: r.f32("qa_outputs.weight", &[2, h])?,
+                bias: r.f32("qa_outputs.bias", &[2])?,
+            })
         } else {
             None
         };
@@ -345,20 +353,12 @@ impl Bert {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let head = self.qa_outputs.as_ref().ok_or(Error::NoQaHead)?;
         self.encode(batch, ws, exec)?;
-        let t = batch.size() * batch.seq_len;
-        head.forward(
-            &ws.hidden,
-            t,
-            &mut ws.logits,
-            Output::Replace,
-            None,
-            Parallelism::Sequential,
-        )?;
-        let logits = &ws.logits[..2 * t];
-        Ok((
-            logits.iter().step_by(2).copied().collect(),
-            logits.iter().skip(1).step_by(2).copied().collect(),
-        ))
+        let (t, h) = (batch.size() * batch.seq_len, self.config.hidden_size);
+        let (w_start, w_end) = head.weight.split_at(h);
+        let rows = ws.hidden[..t * h].chunks_exact(h);
+        Ok(rows
+            .map(|row| (dot(row, w_start) + head.bias[0], dot(row, w_end) + head.bias[1]))
+            .unzip())
     }
 
     fn forward(

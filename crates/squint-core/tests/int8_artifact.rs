@@ -276,3 +276,71 @@ fn inconsistent_artifacts_are_refused() {
         assert!(e.contains(want), "{what}: {e}");
     }
 }
+
+/// The bundled INT8 model (static recipe, real weights), committed in the repository.
+fn bundled_model() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm-l6-squad-int8")
+}
+
+/// Child half of `logits_are_bit_identical_on_every_kernel`: runs only when the parent sets
+/// `SQUINT_ISA_CHILD_OUT` (the ISA is chosen once per process, so each kernel needs its own).
+#[test]
+fn isa_child() {
+    let Ok(out) = std::env::var("SQUINT_ISA_CHILD_OUT") else {
+        return;
+    };
+    let p = Pipeline::from_dir(&bundled_model(), PipelineOptions::default()).unwrap();
+    let context =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/amazon.txt"))
+            .unwrap();
+    let logits = p
+        .window_logits(
+            "Which name is also used to describe the Amazon rainforest in English?",
+            &context,
+            &QaParams::default(),
+        )
+        .unwrap()
+        .logits;
+    let bytes: Vec<u8> = logits
+        .iter()
+        .flat_map(|(s, e)| s.iter().chain(e))
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(format!("{out}.{}", squint_kernels::isa().name()), bytes).unwrap();
+}
+
+#[test]
+fn logits_are_bit_identical_on_every_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits");
+    let mut results = Vec::new();
+    for isa in squint_kernels::Isa::available() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "isa_child", "--nocapture", "--test-threads", "1"])
+            .env("SQUINT_ISA", isa.name())
+            .env("SQUINT_ISA_CHILD_OUT", &out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "child for {}", isa.name());
+        let bytes = std::fs::read(format!("{}.{}", out.display(), isa.name())).unwrap();
+        assert!(bytes.len() > 1000);
+        results.push((isa, bytes));
+    }
+    let (first, want) = &results[0];
+    for (isa, got) in &results[1..] {
+        assert!(
+            got == want,
+            "INT8 logits on {} differ from {}",
+            isa.name(),
+            first.name()
+        );
+    }
+    eprintln!(
+        "bundled INT8 model: logits bit-identical on {}",
+        results
+            .iter()
+            .map(|(i, _)| i.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}

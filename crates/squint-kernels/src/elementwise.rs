@@ -77,6 +77,12 @@ multiversion! {
 }
 
 multiversion! {
+    /// `Σ a[i]·b[i]` in one fixed order (16 interleaved partial sums, then a fixed tree; no
+    /// fused multiply-add), so every ISA and target returns the same bits.
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_generic;
+}
+
+multiversion! {
     /// Quantizes `x` to u8 with given affine parameters (static, calibrated ranges): values
     /// outside the range saturate at 0 or 255.
     pub fn quantize_row_u8_fixed(x: &[f32], out: &mut [u8], scale: f32, zero: i32) => quantize_fixed_generic;
@@ -115,6 +121,23 @@ fn quantize_row_generic(x: &[f32], out: &mut [u8]) -> (f32, i32) {
         *o = quantize_u8(*v, inv, z);
     }
     (scale, zero)
+}
+
+#[inline(always)]
+fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: lengths differ");
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[i] += x * y;
+    }
+    reduce(acc, |p, q| p + q)
 }
 
 #[inline(always)]
@@ -438,6 +461,18 @@ mod tests {
             gelu_tanh_in_place(&mut a);
             gelu_tanh_generic(&mut b);
             prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn dot_matches_naive_and_every_isa_agrees() {
+        for n in [0usize, 1, 15, 16, 17, 384, 771] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let fast = dot(&a, &b);
+            assert!((fast as f64 - naive).abs() < 1e-4, "{n}: {fast} vs {naive}");
+            assert_eq!(fast.to_bits(), dot_generic(&a, &b).to_bits());
         }
     }
 
