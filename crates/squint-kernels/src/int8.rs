@@ -56,13 +56,29 @@ impl PackedI8 {
         let panels = n.div_ceil(NR);
         // Per panel: k4/4 groups × NR columns × 4 bytes = k4·NR bytes = k4 lines.
         let mut lines = vec![Line([0; 64]); panels * k4];
-        let mut col_sums = vec![0i32; n];
-        for col in 0..n {
-            let (p, j) = (col / NR, col % NR);
-            for (kk, &v) in w[col * k..(col + 1) * k].iter().enumerate() {
-                let flat = p * k4 * NR + (kk / 4) * NR * 4 + j * 4 + kk % 4;
-                lines[flat / 64].0[flat % 64] = v as u8;
-                col_sums[col] += v as i32;
+        // Column sums and the packed bytes, each written in order: rows of `w` are columns of
+        // Wᵀ, so a column's k values are contiguous and each group of four is one 4-byte copy.
+        let col_sums: Vec<i32> = w
+            .chunks_exact(k.max(1))
+            .take(n)
+            .map(|row| row.iter().map(|&v| v as i32).sum())
+            .collect();
+        let (full, tail) = (k / 4, k % 4);
+        for p in 0..panels {
+            let panel = &mut lines[p * k4..(p + 1) * k4];
+            for j in 0..NR.min(n - p * NR) {
+                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+                for g in 0..full {
+                    let flat = g * NR * 4 + j * 4;
+                    let line = &mut panel[flat / 64].0;
+                    for q in 0..4 {
+                        line[flat % 64 + q] = row[4 * g + q] as u8;
+                    }
+                }
+                for q in 0..tail {
+                    let flat = full * NR * 4 + j * 4 + q;
+                    panel[flat / 64].0[flat % 64] = row[4 * full + q] as u8;
+                }
             }
         }
         let seven_bit = w.iter().all(|&v| (-64..=63).contains(&v));
