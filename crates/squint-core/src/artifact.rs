@@ -101,6 +101,17 @@ const FLOAT_PARTS: &str = "position and token-type embeddings, LayerNorm, attent
 GELU, residual adds, qa_outputs";
 
 impl Int8Metadata {
+    /// The dynamic recipe's metadata: every input per token, no calibration.
+    pub fn dynamic(source_file: &str, source_sha256: Option<String>) -> Int8Metadata {
+        Int8Metadata {
+            recipe: Recipe::Dynamic,
+            per_token: Role::ALL.into_iter().collect(),
+            calibration: None,
+            source_file: source_file.to_string(),
+            source_sha256,
+        }
+    }
+
     fn to_map(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
         let mut put = |k: &str, v: String| {
@@ -157,8 +168,9 @@ impl Int8Metadata {
                 "{FORMAT} format version {version} is not supported (this squint reads version {FORMAT_VERSION}); re-run `squint quantize`"
             )));
         }
-        let recipe = Recipe::parse(get("recipe")?)
-            .ok_or_else(|| bad(format!("unknown recipe {:?} (static, dynamic)", m["recipe"])))?;
+        let recipe_name = get("recipe")?;
+        let recipe = Recipe::parse(recipe_name)
+            .ok_or_else(|| bad(format!("unknown recipe {recipe_name:?} (static, dynamic)")))?;
         let mut per_token = BTreeSet::new();
         for name in get("per_token_inputs")?.split(',').filter(|s| !s.is_empty()) {
             per_token.insert(
@@ -313,9 +325,7 @@ pub fn load_int8_bytes(config: &BertConfig, bytes: Vec<u8>) -> Result<crate::ber
         file: INT8_FILE.into(),
         message: "lacks the squint-int8 metadata".into(),
     })?;
-    let model = crate::bert::Bert::from_params(config, &artifact)?;
-    artifact.finish()?;
-    Ok(model)
+    artifact.load(config)
 }
 
 /// `(out_features, in_features)` of a role's layer.
@@ -367,9 +377,7 @@ impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
                 format!("expected {dtype:?} {shape:?}, found {found:?} {found_shape:?}"),
             ));
         }
-        if let Ok(mut read) = self.read.try_borrow_mut() {
-            read.insert(name.to_string());
-        }
+        self.read.borrow_mut().insert(name.to_string());
         Ok(bytes)
     }
 
@@ -410,8 +418,15 @@ impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
         Ok(v)
     }
 
+    /// Builds the encoder, then checks that no tensor was left unread.
+    pub fn load(&self, config: &BertConfig) -> Result<crate::bert::Bert> {
+        let model = crate::bert::Bert::from_params(config, self)?;
+        self.finish()?;
+        Ok(model)
+    }
+
     /// After loading: every tensor in the file must have been read.
-    pub fn finish(&self) -> Result<()> {
+    fn finish(&self) -> Result<()> {
         let read = self.read.borrow();
         let mut extra: Vec<&str> = self.src.names().filter(|n| !read.contains(*n)).collect();
         extra.sort_unstable();
@@ -427,10 +442,6 @@ impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
 }
 
 impl<B: AsRef<[u8]>> ParamSource for Int8Artifact<'_, B> {
-    fn file(&self) -> &str {
-        self.src.file()
-    }
-
     fn has(&self, name: &str) -> bool {
         self.src.raw(name).is_some()
     }

@@ -46,8 +46,6 @@ impl LayerNorm {
 /// Where an encoder's parameters come from: an FP32 checkpoint ([`WeightReader`]) or an INT8
 /// artifact ([`crate::artifact::Int8Artifact`]). Every tensor comes back shape-checked.
 pub trait ParamSource {
-    /// The file named in errors.
-    fn file(&self) -> &str;
     /// Whether the optional tensor `name` (e.g. the QA head) exists.
     fn has(&self, name: &str) -> bool;
     /// An FP32 tensor of exactly `shape` (LayerNorms, position embeddings, the QA head).
@@ -61,10 +59,6 @@ pub trait ParamSource {
 }
 
 impl ParamSource for WeightReader<'_> {
-    fn file(&self) -> &str {
-        WeightReader::file(self)
-    }
-
     fn has(&self, name: &str) -> bool {
         WeightReader::has(self, name)
     }
@@ -322,11 +316,7 @@ impl Bert {
 
     /// Runs the encoder; returns the last hidden states, `[batch · seq_len, hidden]`.
     pub fn encode<'w>(&self, batch: &Batch<'_>, ws: &'w mut Workspace, exec: &Executor) -> Result<&'w [f32]> {
-        self.check(batch)?;
-        let t = batch.size() * batch.seq_len;
-        ws.reserve(&self.config, batch.size(), batch.seq_len);
-        exec.run(|| self.forward(batch, ws, exec.parallelism(), None))?;
-        Ok(&ws.hidden[..t * self.config.hidden_size])
+        self.run(batch, ws, exec, None)
     }
 
     /// [`Bert::encode`], showing `probe` the input of every linear layer (calibration).
@@ -337,10 +327,20 @@ impl Bert {
         exec: &Executor,
         probe: Probe<'_>,
     ) -> Result<&'w [f32]> {
+        self.run(batch, ws, exec, Some(probe))
+    }
+
+    fn run<'w>(
+        &self,
+        batch: &Batch<'_>,
+        ws: &'w mut Workspace,
+        exec: &Executor,
+        probe: Option<Probe<'_>>,
+    ) -> Result<&'w [f32]> {
         self.check(batch)?;
         let t = batch.size() * batch.seq_len;
         ws.reserve(&self.config, batch.size(), batch.seq_len);
-        exec.run(|| self.forward(batch, ws, exec.parallelism(), Some(probe)))?;
+        exec.run(|| self.forward(batch, ws, exec.parallelism(), probe))?;
         Ok(&ws.hidden[..t * self.config.hidden_size])
     }
 

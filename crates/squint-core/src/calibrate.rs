@@ -107,17 +107,15 @@ impl<'p> Calibrator<'p> {
         let (observer, stats, scratch) = (self.observer, &mut self.stats, &mut self.scratch);
         let mut probe = |site: Site, rows: &[f32]| {
             let (lo, hi) = observe(observer, rows, scratch);
-            let s = stats.entry(site).or_insert(match observer {
-                Observer::MinMax => Stat {
-                    lo: f64::INFINITY,
-                    hi: f64::NEG_INFINITY,
-                    windows: 0,
-                },
-                Observer::Percentile(_) => Stat {
-                    lo: 0.0,
-                    hi: 0.0,
-                    windows: 0,
-                },
+            // MinMax keeps running extremes; Percentile sums per-window values for the mean.
+            let start = match observer {
+                Observer::MinMax => (f64::INFINITY, f64::NEG_INFINITY),
+                Observer::Percentile(_) => (0.0, 0.0),
+            };
+            let s = stats.entry(site).or_insert(Stat {
+                lo: start.0,
+                hi: start.1,
+                windows: 0,
             });
             match observer {
                 Observer::MinMax => {
@@ -163,6 +161,9 @@ impl<'p> Calibrator<'p> {
 
 /// One window's `(lo, hi)` for a site.
 fn observe(observer: Observer, rows: &[f32], scratch: &mut Vec<f32>) -> (f32, f32) {
+    if rows.is_empty() {
+        return (0.0, 0.0);
+    }
     match observer {
         Observer::MinMax => rows
             .iter()

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::artifact::{load_int8_bytes, write_int8, Int8Artifact, Int8Metadata, Recipe};
+use crate::artifact::{load_int8_bytes, write_int8, Int8Artifact, Int8Metadata};
 use crate::bert::{Batch, Bert, ParamSource, Workspace};
 use crate::config::BertConfig;
 use crate::decode::{decode, Answer, WindowLogits};
@@ -12,7 +12,6 @@ use crate::exec::Executor;
 use crate::files::{ModelFiles, WeightsFile};
 use crate::linear::Precision;
 use crate::params::QaParams;
-use crate::quant::Role;
 use crate::tokenizer::QaTokenizer;
 use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
 use crate::window::Windows;
@@ -86,9 +85,7 @@ pub fn load_model_as(
                         ),
                     });
                 }
-                let model = Bert::from_params(config, &artifact)?;
-                artifact.finish()?;
-                return Ok(model);
+                return artifact.load(config);
             }
             from_checkpoint(config, &source, precision)
         }
@@ -108,13 +105,7 @@ fn from_checkpoint(
     match precision.unwrap_or(Precision::Fp32) {
         Precision::Fp32 => Bert::load(config, &reader),
         Precision::Int8Dynamic => {
-            let meta = Int8Metadata {
-                recipe: Recipe::Dynamic,
-                per_token: Role::ALL.into_iter().collect(),
-                calibration: None,
-                source_file: source.file().to_string(),
-                source_sha256: None,
-            };
+            let meta = Int8Metadata::dynamic(source.file(), None);
             load_int8_bytes(config, write_int8(config, &reader, &meta, None)?)
         }
         Precision::Int8Static => Err(Error::Checkpoint {

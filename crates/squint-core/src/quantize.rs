@@ -86,16 +86,7 @@ pub fn quantize_model(
     let source: &dyn TensorSource = owned_source.as_ref();
     let reader = WeightReader::new(source);
     let (meta, ranges) = match options.recipe {
-        Recipe::Dynamic => (
-            Int8Metadata {
-                recipe: Recipe::Dynamic,
-                per_token: Role::ALL.into_iter().collect(),
-                calibration: None,
-                source_file: source.file().to_string(),
-                source_sha256: Some(source_sha256),
-            },
-            None,
-        ),
+        Recipe::Dynamic => (Int8Metadata::dynamic(source.file(), Some(source_sha256)), None),
         Recipe::Static => {
             let data = options.calibration.as_ref().ok_or_else(|| {
                 Error::parameter("calib", "the static recipe needs calibration data (--calib FILE)")

@@ -11,12 +11,12 @@ use crate::linear::Precision;
 use crate::quant::Role;
 use crate::weights::{InMemorySource, Tensor, WeightReader};
 
-/// SplitMix64: tiny, seedable, good enough for weights.
+/// SplitMix64: tiny, seedable, good enough for weights and reproducible sampling.
 #[derive(Debug)]
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

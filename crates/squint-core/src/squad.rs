@@ -110,18 +110,11 @@ pub fn read_squad(file: &str, bytes: &[u8]) -> Result<Vec<Question>> {
 /// `n` distinct indices of `0..len`, drawn with a fixed seed (a partial Fisher–Yates shuffle
 /// driven by SplitMix64), so calibration sets are reproducible.
 pub fn sample_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::random::SplitMix(seed);
     let mut idx: Vec<usize> = (0..len).collect();
     let n = n.min(len);
     for i in 0..n {
-        let j = i + (next() % (len - i) as u64) as usize;
+        let j = i + (rng.next() % (len - i) as u64) as usize;
         idx.swap(i, j);
     }
     idx.truncate(n);
