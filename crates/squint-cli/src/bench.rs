@@ -252,7 +252,7 @@ fn run_gemm(args: &BenchArgs) -> Result<()> {
         args.threads.clone()
     };
     println!(
-        "fp32 GEMM, kernel {}, {} iterations (median)",
+        "fp32 GEMM and the int8 layer, kernel {}, {} iterations (median)",
         squint_kernels::isa().name(),
         args.iters
     );
@@ -285,26 +285,50 @@ fn run_gemm(args: &BenchArgs) -> Result<()> {
                 let median = times[times.len() / 2];
                 let gflops = 2.0 * (m * k * n) as f64 / (median * 1e6);
                 println!("{layer:>14} {m:>5} {k:>5} {n:>5} {t:>7} {median:>10.3} {gflops:>8.1}");
-                if t == 1 {
-                    run_int8_gemm(m, k, n, args)?;
-                }
+                run_int8_gemm(&exec, m, k, n, par, args)?;
             }
         }
     }
     Ok(())
 }
 
-/// The same GEMM in INT8 (u8 × s8 -> i32), single-threaded: exact kernels, GOP/s.
-fn run_int8_gemm(m: usize, k: usize, n: usize, args: &BenchArgs) -> Result<()> {
-    use squint_kernels::int8::{int8_kernel, matmul_u8i8, PackedI8};
+/// The same layer in INT8 as the model runs it: f32 rows quantized per row to u8, exact
+/// u8 × s8 GEMM, dequantized with bias in the epilogue; GOP/s of the whole call.
+fn run_int8_gemm(
+    exec: &Executor,
+    m: usize,
+    k: usize,
+    n: usize,
+    par: squint_kernels::Parallelism,
+    args: &BenchArgs,
+) -> Result<()> {
+    use squint_kernels::int8::{int8_kernel, matmul_quantized, ActQuant, PackedI8};
     let w: Vec<i8> = (0..n * k).map(|i| ((i * 37) % 255) as i8).collect();
     let packed = PackedI8::from_transposed(&w, n, k);
-    let a: Vec<u8> = (0..m * k).map(|i| ((i * 11) % 256) as u8).collect();
-    let mut c = vec![0i32; m * n];
+    let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 - 44.0) / 440.0).collect();
+    let (scale, bias) = (vec![0.01f32; n], vec![0.5f32; n]);
+    let epilogue = squint_kernels::Epilogue {
+        bias: Some(&bias),
+        ..Default::default()
+    };
+    let mut c = vec![0.0f32; m * n];
     let mut times = Vec::new();
     for i in 0..args.warmup + args.iters {
         let start = Instant::now();
-        matmul_u8i8(&mut c, n, &a, k, m, &packed)?;
+        exec.run(|| {
+            matmul_quantized(
+                &mut c,
+                n,
+                &x,
+                k,
+                m,
+                &packed,
+                &scale,
+                ActQuant::PerRow,
+                epilogue,
+                par,
+            )
+        })?;
         if i >= args.warmup {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
@@ -313,9 +337,13 @@ fn run_int8_gemm(m: usize, k: usize, n: usize, args: &BenchArgs) -> Result<()> {
     let median = times[times.len() / 2];
     let gops = 2.0 * (m * k * n) as f64 / (median * 1e6);
     let kernel = int8_kernel(&packed).name();
+    let threads = match par {
+        squint_kernels::Parallelism::Threads(t) => t,
+        squint_kernels::Parallelism::Sequential => 1,
+    };
     println!(
-        "{:>14} {m:>5} {k:>5} {n:>5} {:>7} {median:>10.3} {gops:>8.1}  (GOP/s, {kernel})",
-        "  int8", 1
+        "{:>14} {m:>5} {k:>5} {n:>5} {threads:>7} {median:>10.3} {gops:>8.1}  (GOP/s, {kernel}, quantize+GEMM+dequantize)",
+        "  int8"
     );
     Ok(())
 }

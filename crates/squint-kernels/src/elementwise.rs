@@ -149,6 +149,52 @@ fn quantize_fixed_generic(x: &[f32], out: &mut [u8], scale: f32, zero: i32) {
     }
 }
 
+/// One row segment of an INT8 GEMM's output from its exact accumulators:
+/// `out = (accumulate ? out : 0) + ((acc - zero·Σw) as f32)·(row_scale·col_scale) + bias`,
+/// the same operations in the same order on every ISA (inline it into a vector-ISA caller).
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // five arrays, one index
+pub(crate) fn dequantize_row_generic(
+    out: &mut [f32],
+    acc: &[i32],
+    zero: i32,
+    row_scale: f32,
+    col_sums: &[i32],
+    col_scale: &[f32],
+    bias: Option<&[f32]>,
+    accumulate: bool,
+) {
+    let n = out.len();
+    assert!(
+        acc.len() >= n && col_sums.len() >= n && col_scale.len() >= n && bias.is_none_or(|b| b.len() >= n),
+        "dequantize_row: short inputs"
+    );
+    let (acc, col_sums, col_scale) = (&acc[..n], &col_sums[..n], &col_scale[..n]);
+    let value = |j: usize| ((acc[j] - zero * col_sums[j]) as f32) * (row_scale * col_scale[j]);
+    match (bias.map(|b| &b[..n]), accumulate) {
+        (Some(bias), true) => {
+            for j in 0..n {
+                out[j] += value(j) + bias[j];
+            }
+        }
+        (Some(bias), false) => {
+            for j in 0..n {
+                out[j] = value(j) + bias[j];
+            }
+        }
+        (None, true) => {
+            for j in 0..n {
+                out[j] += value(j);
+            }
+        }
+        (None, false) => {
+            for j in 0..n {
+                out[j] = value(j);
+            }
+        }
+    }
+}
+
 /// `e^x` to within ~2 ulp for x in [-87, 88] (clamped outside), branch-free so it vectorises.
 /// Range reduction x = n·ln2 + r, |r| ≤ ln2/2, then the degree-7 Taylor polynomial of e^r.
 #[inline(always)]

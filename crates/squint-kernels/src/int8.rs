@@ -11,7 +11,9 @@
 //! and the result is exact; other weights run the VNNI or scalar kernel.
 
 use crate::dispatch::Isa;
-use crate::elementwise::{quantize_row_u8, quantize_row_u8_fixed, quantize_u8, u8_params};
+use crate::elementwise::{
+    dequantize_row_generic, quantize_row_u8, quantize_row_u8_fixed, quantize_u8, u8_params,
+};
 use crate::matmul::Parallelism;
 use crate::packed::Epilogue;
 use crate::parallel::{for_each_chunk_pair, run_parallel, OutPtr};
@@ -20,10 +22,9 @@ use crate::parallel::{for_each_chunk_pair, run_parallel, OutPtr};
 pub const NR: usize = 64;
 /// Rows per micro-tile.
 pub const MR: usize = 6;
-/// Groups of four k per K block (k = 1024).
-const KC_GROUPS: usize = 256;
-/// Panels per L2 block (256 columns).
-const NC_PANELS: usize = 4;
+/// Groups of four k per K block (k = 384): one panel's block is 24 KiB, so it stays in L1
+/// while every row tile of A streams past it.
+const KC_GROUPS: usize = 96;
 
 /// One cache line of packed bytes.
 #[derive(Clone, Copy, Debug)]
@@ -187,23 +188,12 @@ pub fn matmul_u8i8_with(
     };
     let mut packed = Vec::new();
     pack_a(&mut packed, a, lda, m, k, b.k4);
-    let (groups, tiles, panels) = (b.k4 / 4, m.div_ceil(MR), n.div_ceil(NR));
-    // K in blocks of KC_GROUPS·4 and columns in chunks of NC_PANELS panels, so that a B block
-    // stays in L2 while the A tiles (in L1) sweep over it; C accumulates across K blocks.
-    for g0 in (0..groups).step_by(KC_GROUPS) {
-        let gc = KC_GROUPS.min(groups - g0);
-        for chunk in (0..panels).step_by(NC_PANELS) {
-            for t in 0..tiles {
-                let rows = MR.min(m - t * MR);
-                let tile_base = t * groups * MR * 4;
-                let a_tile = &packed[tile_base + g0 * MR * 4..tile_base + (g0 + gc) * MR * 4];
-                for p in chunk..(chunk + NC_PANELS).min(panels) {
-                    let cols = NR.min(n - p * NR);
-                    let panel = &b.panel(p)[g0 * NR * 4..(g0 + gc) * NR * 4];
-                    let c_tile = &mut c[t * MR * ldc + p * NR..];
-                    tile(isa, rows, gc, a_tile, panel, c_tile, ldc, cols, g0 > 0);
-                }
-            }
+    let mut acc = Vec::new();
+    for p in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - p * NR);
+        panel_product(isa, &packed, m, b, p, &mut acc);
+        for row in 0..m {
+            c[row * ldc + p * NR..row * ldc + p * NR + cols].copy_from_slice(&acc[row * NR..row * NR + cols]);
         }
     }
     Ok(())
@@ -270,23 +260,25 @@ fn quantize_pack_rows(
                 Ok(b) => &mut **b,
                 Err(_) => &mut fresh,
             };
-            row_bytes.resize(k, 0);
+            // k rounded up to k4 with zeros, so every group is a whole 4-byte copy.
+            row_bytes.resize(k4, 0);
+            row_bytes[k..].fill(0);
+            let tile_groups = tile.as_chunks_mut::<4>().0;
             for (r, param) in params.iter_mut().enumerate().take(MR.min(m - t * MR)) {
                 let row = t * MR + r;
                 let src = &x[row * ldx..row * ldx + k];
                 *param = match act {
                     ActQuant::PerRow => {
-                        let (scale, zero) = quantize_row_u8(src, row_bytes);
+                        let (scale, zero) = quantize_row_u8(src, &mut row_bytes[..k]);
                         RowQuant { scale, zero }
                     }
                     ActQuant::PerTensor(q) => {
-                        quantize_row_u8_fixed(src, row_bytes, q.scale, q.zero);
+                        quantize_row_u8_fixed(src, &mut row_bytes[..k], q.scale, q.zero);
                         q
                     }
                 };
-                for (g, four) in row_bytes.chunks(4).enumerate() {
-                    let at = (g * MR + r) * 4;
-                    tile[at..at + four.len()].copy_from_slice(four);
+                for (g, four) in row_bytes.as_chunks::<4>().0.iter().enumerate() {
+                    tile_groups[g * MR + r] = *four;
                 }
             }
         })
@@ -358,7 +350,20 @@ pub fn matmul_quantized(
             let (p0, p1) = (panels * t / threads, panels * (t + 1) / threads);
             // SAFETY: thread t writes only columns [p0·NR, min(p1·NR, n)) of C's m rows (bounds
             // checked above); the column ranges of different threads are disjoint.
-            unsafe { dynamic_columns(isa, out, ldc, packed, quant, m, b, col_scale, epilogue, p0..p1) };
+            unsafe {
+                ColumnsJob {
+                    isa,
+                    c: out,
+                    ldc,
+                    packed,
+                    quant,
+                    m,
+                    b,
+                    col_scale,
+                    epilogue,
+                }
+                .run(p0..p1)
+            };
         };
         if threads == 1 {
             job(0);
@@ -369,58 +374,135 @@ pub fn matmul_quantized(
     Ok(())
 }
 
-/// The panels `panels` of [`matmul_quantized`].
-///
-/// # Safety
-/// `c` points at `m` rows of stride `ldc` holding at least `b.n` columns, and no other thread
-/// touches these panels' columns meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn dynamic_columns(
+/// The column panels one thread computes in [`matmul_quantized`]: inputs, output and weights.
+struct ColumnsJob<'a> {
     isa: Isa,
     c: OutPtr<f32>,
     ldc: usize,
-    packed: &[u8],
-    quant: &[RowQuant],
+    packed: &'a [u8],
+    quant: &'a [RowQuant],
     m: usize,
-    b: &PackedI8,
-    col_scale: &[f32],
-    epilogue: Epilogue<'_>,
-    panels: std::ops::Range<usize>,
-) {
-    let groups = b.k4 / 4;
-    let mut acc = [0i32; MR * NR];
-    for chunk in panels.clone().step_by(NC_PANELS) {
-        for t in 0..m.div_ceil(MR) {
-            let rows = MR.min(m - t * MR);
-            let a_tile = &packed[t * groups * MR * 4..(t + 1) * groups * MR * 4];
-            for p in chunk..(chunk + NC_PANELS).min(panels.end) {
-                let cols = NR.min(b.n - p * NR);
-                let panel = b.panel(p);
-                for g0 in (0..groups).step_by(KC_GROUPS) {
-                    let gc = KC_GROUPS.min(groups - g0);
-                    let a_block = &a_tile[g0 * MR * 4..(g0 + gc) * MR * 4];
-                    let b_block = &panel[g0 * NR * 4..(g0 + gc) * NR * 4];
-                    tile(isa, rows, gc, a_block, b_block, &mut acc, NR, cols, g0 > 0);
-                }
-                for r in 0..rows {
-                    let row = t * MR + r;
-                    let q = quant[row];
-                    // SAFETY: row < m and columns p·NR..p·NR+cols are inside C (caller's contract).
-                    let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + p * NR), cols) };
-                    for (j, o) in out.iter_mut().enumerate() {
-                        let col = p * NR + j;
-                        let exact = acc[r * NR + j] - q.zero * b.col_sums[col];
-                        let mut v = exact as f32 * (q.scale * col_scale[col]);
-                        if let Some(bias) = epilogue.bias {
-                            v += bias[col];
-                        }
-                        *o = if epilogue.accumulate { *o + v } else { v };
-                    }
+    b: &'a PackedI8,
+    col_scale: &'a [f32],
+    epilogue: Epilogue<'a>,
+}
+
+impl ColumnsJob<'_> {
+    /// Computes `panels`, with the float epilogue compiled for the widest vector ISA available
+    /// (the same operations, so the same bits, on every ISA).
+    ///
+    /// # Safety
+    /// `c` points at `m` rows of stride `ldc` holding at least `b.n` columns, and no other
+    /// thread touches these panels' columns meanwhile.
+    unsafe fn run(&self, panels: std::ops::Range<usize>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            unsafe fn wide(job: &ColumnsJob<'_>, panels: std::ops::Range<usize>) {
+                // SAFETY: the caller's contract.
+                unsafe { job.body(panels) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn narrow(job: &ColumnsJob<'_>, panels: std::ops::Range<usize>) {
+                // SAFETY: the caller's contract.
+                unsafe { job.body(panels) }
+            }
+            match crate::isa() {
+                // SAFETY: `isa()` returns Avx512Vnni only when avx512f/bw/vl were detected; the
+                // rest is the caller's contract.
+                Isa::Avx512Vnni => return unsafe { wide(self, panels) },
+                // SAFETY: `isa()` returns these only when avx2 and fma were detected.
+                Isa::Avx2 | Isa::AvxVnni => return unsafe { narrow(self, panels) },
+                Isa::Scalar => {}
+            }
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.body(panels) }
+    }
+
+    /// The body of [`ColumnsJob::run`], inlined into each ISA's copy.
+    ///
+    /// # Safety
+    /// As for [`ColumnsJob::run`].
+    #[inline(always)]
+    unsafe fn body(&self, panels: std::ops::Range<usize>) {
+        let ColumnsJob {
+            isa,
+            c,
+            ldc,
+            packed,
+            quant,
+            m,
+            b,
+            col_scale,
+            epilogue,
+        } = *self;
+        PANEL_ACC.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let acc = match borrowed.as_mut() {
+                Ok(a) => &mut **a,
+                Err(_) => &mut fresh,
+            };
+            for p in panels {
+                let (c0, cols) = (p * NR, NR.min(b.n - p * NR));
+                panel_product(isa, packed, m, b, p, acc);
+                let (col_sums, col_scale) = (&b.col_sums[c0..c0 + cols], &col_scale[c0..c0 + cols]);
+                let bias = epilogue.bias.map(|bias| &bias[c0..c0 + cols]);
+                for (row, q) in quant.iter().enumerate().take(m) {
+                    // SAFETY: row < m and columns c0..c0+cols are inside C (caller's contract).
+                    let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + c0), cols) };
+                    let acc_row = &acc[row * NR..row * NR + cols];
+                    dequantize_row_generic(
+                        out,
+                        acc_row,
+                        q.zero,
+                        q.scale,
+                        col_sums,
+                        col_scale,
+                        bias,
+                        epilogue.accumulate,
+                    );
                     if let Some(activation) = epilogue.activation {
                         activation(out);
                     }
                 }
             }
+        });
+    }
+}
+
+std::thread_local! {
+    /// One panel's i32 accumulators for every row (per worker thread).
+    static PANEL_ACC: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `acc[row·NR + j] = Σ_k A[row, k]·B[k, p·NR + j]` for every row of the packed A and the 64
+/// columns of panel `p`. K is cut into blocks whose panel slice stays in L1 while all of A's row
+/// tiles pass over it; the partial sums live in `acc` (in L2) between blocks.
+fn panel_product(isa: Isa, packed: &[u8], m: usize, b: &PackedI8, p: usize, acc: &mut Vec<i32>) {
+    let (groups, tiles) = (b.k4 / 4, m.div_ceil(MR));
+    // No zeroing: the first K block overwrites.
+    if acc.len() < tiles * MR * NR {
+        acc.resize(tiles * MR * NR, 0);
+    }
+    let panel = b.panel(p);
+    for g0 in (0..groups).step_by(KC_GROUPS) {
+        let gc = KC_GROUPS.min(groups - g0);
+        let b_block = &panel[g0 * NR * 4..(g0 + gc) * NR * 4];
+        for t in 0..tiles {
+            let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
+            tile(
+                isa,
+                MR,
+                gc,
+                a_block,
+                b_block,
+                &mut acc[t * MR * NR..],
+                NR,
+                NR,
+                g0 > 0,
+            );
         }
     }
 }
