@@ -312,10 +312,39 @@ pub fn write_int8(
                 .map_err(|e| Error::tensor(INT8_FILE, name, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(meta.to_map())).map_err(|e| Error::Checkpoint {
+    let bytes = safetensors::serialize(views, Some(meta.to_map())).map_err(|e| Error::Checkpoint {
         file: INT8_FILE.into(),
         message: format!("serializing: {e}"),
-    })
+    })?;
+    canonical_header(bytes)
+}
+
+/// Rewrites the safetensors header with its JSON keys sorted (the same bytes, so the same
+/// sha256, for the same model and recipe: safetensors writes `__metadata__` in hash order).
+/// The header keeps its length, padded with spaces as the format allows.
+fn canonical_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let broken = |message: String| Error::Checkpoint {
+        file: INT8_FILE.into(),
+        message,
+    };
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| broken("serialized file has no header".into()))?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes))
+        .ok()
+        .filter(|&n| 8 + n <= bytes.len())
+        .ok_or_else(|| broken("serialized header length is out of range".into()))?;
+    // serde_json's default map is a BTreeMap: parsing and printing sorts every object's keys.
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len])
+        .map_err(|e| broken(format!("serialized header is not JSON: {e}")))?;
+    let sorted = header.to_string().into_bytes();
+    if sorted.len() > len {
+        return Err(broken("sorted header is longer than the original".into()));
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + len].fill(b' ');
+    Ok(bytes)
 }
 
 /// Builds the encoder from artifact bytes made in memory (quantization at load, benchmarks).

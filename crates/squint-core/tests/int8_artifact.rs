@@ -73,6 +73,11 @@ fn round_trip_both_recipes() {
         let written = quantize(recipe, dir.path());
         let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["config.json", "tokenizer.json", INT8_FILE, MANIFEST_FILE]);
+        // Reproducible: the same model and recipe give the same bytes (so the same sha256).
+        let other = tempfile::tempdir().unwrap();
+        for ((name, a), (_, b)) in written.iter().zip(quantize(recipe, other.path())) {
+            assert!(*a == b, "{}: {name} differs between two identical runs", recipe.name());
+        }
         let int8 = Pipeline::from_dir(dir.path(), PipelineOptions::default()).unwrap();
         assert_eq!(int8.model().precision(), recipe.precision());
         // Same artifact, loaded twice: identical logits; and close to FP32.
