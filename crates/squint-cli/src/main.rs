@@ -3,6 +3,7 @@
 
 mod ask;
 mod bench;
+mod eval;
 mod quantize;
 
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
     Ask(ask::AskArgs),
     /// Time the encoder on synthetic inputs of exact lengths.
     Bench(bench::BenchArgs),
+    /// SQuAD v1.1 exact match and F1 of a model, or of two compared.
+    Eval(eval::EvalArgs),
     /// Make an INT8 model directory from an FP32 checkpoint.
     Quantize(quantize::QuantizeArgs),
 }
@@ -51,6 +54,7 @@ fn main() {
     let result = match cli.command {
         Command::Ask(args) => ask::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Quantize(args) => quantize::run(args),
     };
     if let Err(e) = result {

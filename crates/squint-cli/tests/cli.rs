@@ -257,3 +257,123 @@ fn quantize_then_ask_and_clear_quantize_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// A small SQuAD v1.1 file: three questions whose reference answers are in the context.
+fn squad_file(dir: &std::path::Path) -> PathBuf {
+    let case = golden_case("amazon");
+    let context = case["context"].as_str().unwrap();
+    let qa = |id: &str, q: &str, a: &str| serde_json::json!({"id": id, "question": q, "answers": [{"text": a, "answer_start": 0}]});
+    let data = serde_json::json!({"version": "1.1", "data": [{"title": "Amazon", "paragraphs": [{"context": context, "qas": [
+        qa("q1", case["question"].as_str().unwrap(), "Amazonia"),
+        qa("q2", "What does the forest cover?", "most of the Amazon basin"),
+        qa("q3", "Which continent?", "South America"),
+    ]}]}]});
+    let path = dir.join("dev.json");
+    std::fs::write(&path, serde_json::to_vec(&data).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn eval_reports_scores_and_writes_official_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = squad_file(dir.path());
+    let preds = dir.path().join("predictions.json");
+    let out = squint()
+        .args(["eval", "--json", "--threads", "1", "--batch", "2", "--model"])
+        .arg(tiny_model())
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "exact_match",
+        "f1",
+        "questions",
+        "seconds",
+        "format",
+        "kernel",
+        "questions_per_second",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing from {report}");
+    }
+    assert_eq!(report["questions"], 3);
+    assert_eq!(report["format"], "fp32");
+    let f1 = report["f1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&f1) && report["exact_match"].as_f64().unwrap() <= f1);
+    // The official predictions shape: {id: answer text}, every answer a piece of the context.
+    let predictions: serde_json::Value = serde_json::from_slice(&std::fs::read(&preds).unwrap()).unwrap();
+    let map = predictions.as_object().unwrap();
+    assert_eq!(map.keys().collect::<Vec<_>>(), ["q1", "q2", "q3"]);
+    let context = golden_case("amazon")["context"].as_str().unwrap().to_string();
+    assert!(map.values().all(|a| context.contains(a.as_str().unwrap())));
+
+    // Comparing a model with its dynamic INT8 self: both scored, delta and differing share.
+    let out = squint()
+        .args([
+            "eval",
+            "--json",
+            "--threads",
+            "1",
+            "--precision",
+            "fp32,int8-dynamic",
+            "--compare",
+        ])
+        .arg(tiny_model())
+        .arg(tiny_model())
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["a"]["format"], "fp32");
+    assert_eq!(report["b"]["format"], "int8-dynamic");
+    let delta = report["b"]["f1"].as_f64().unwrap() - report["a"]["f1"].as_f64().unwrap();
+    assert!((report["delta_f1"].as_f64().unwrap() - delta).abs() < 1e-9);
+    let share = report["answers_differ_share"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share));
+}
+
+#[test]
+fn eval_refuses_bad_data_files_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("not-json.json", "this is not JSON", &["not a SQuAD JSON file"]),
+        (
+            "v2.json",
+            r#"{"version": "v2.0", "data": []}"#,
+            &["v2.0", "not SQuAD v1.1"],
+        ),
+        (
+            "no-answers.json",
+            r#"{"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "x7", "question": "q?", "answers": []}]}]}]}"#,
+            &["x7", "article 0", "no reference answers"],
+        ),
+        (
+            "impossible.json",
+            r#"{"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "u1", "question": "q?", "answers": [], "is_impossible": true}]}]}]}"#,
+            &["u1", "unanswerable", "not supported"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = squint()
+            .args(["eval", "--model"])
+            .arg(tiny_model())
+            .arg("--data")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{name}: {needle:?} not in {err}");
+        }
+    }
+}

@@ -138,6 +138,62 @@ pub fn decode(
     answers
 }
 
+/// The answer the SQuAD fine-tuning scripts' post-processing picks (`run_qa.py`): in each window
+/// the `n_best` highest start and `n_best` highest end logits over all its tokens; a pair counts
+/// when both lie in the context, end ≥ start and it spans at most `max_answer_len` tokens; its
+/// score is start logit + end logit; the best over all windows wins (first one on ties). The
+/// text is the context from the start token's first character to the end token's last, with
+/// no widening to whole words. `None` when no window has a valid pair.
+pub fn best_span_by_logits(
+    windows: &Windows,
+    logits: &[WindowLogits<'_>],
+    context: &str,
+    n_best: usize,
+    max_answer_len: usize,
+) -> Option<Answer> {
+    let offset = windows.context_offset();
+    let mut best: Option<Span> = None;
+    for (w, window) in logits.iter().enumerate() {
+        let in_context = offset..offset + windows.slice(w).len();
+        let starts = top_positions(window.start, n_best);
+        let ends = top_positions(window.end, n_best);
+        for &s in &starts {
+            for &e in &ends {
+                if !in_context.contains(&s) || !in_context.contains(&e) || e < s || e - s + 1 > max_answer_len
+                {
+                    continue;
+                }
+                let score = window.start[s] + window.end[e];
+                if best.is_none_or(|b| score > b.score) {
+                    best = Some(Span {
+                        window: w,
+                        start: s,
+                        end: e,
+                        score,
+                    });
+                }
+            }
+        }
+    }
+    let span = best?;
+    let (start, end) = char_span(windows, &span, false);
+    let chars = CharIndex::new(context);
+    Some(Answer {
+        score: span.score as f64,
+        start,
+        end,
+        answer: context[chars.byte(start)..chars.byte(end)].to_string(),
+    })
+}
+
+/// Positions of the `n` largest values, largest first (earlier position first on ties).
+fn top_positions(values: &[f32], n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    idx.truncate(n);
+    idx
+}
+
 /// Character offsets of a span. With `align_to_words`, the start moves to the beginning of its
 /// word and the end to the end of its word, as far as the word lies inside the window.
 fn char_span(windows: &Windows, span: &Span, align_to_words: bool) -> (usize, usize) {
@@ -204,6 +260,12 @@ mod tests {
         let (spans, _) = window_spans(0, logits, 2..7, 30, 3);
         assert_eq!(spans.len(), 3);
         assert!(spans[0].score >= spans[1].score && spans[1].score >= spans[2].score);
+    }
+
+    #[test]
+    fn top_positions_are_largest_first() {
+        assert_eq!(top_positions(&[1.0, 5.0, 3.0, 5.0, -1.0], 3), vec![1, 3, 2]);
+        assert_eq!(top_positions(&[1.0], 20), vec![0]);
     }
 
     #[test]

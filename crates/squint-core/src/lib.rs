@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod evaluate;
 pub mod exec;
 pub mod files;
 pub mod linear;

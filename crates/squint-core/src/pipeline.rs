@@ -180,25 +180,55 @@ impl Pipeline {
 
     /// Tokenizes, windows and encodes; returns every window's logits (for oracles and tools).
     pub fn window_logits(&self, question: &str, context: &str, params: &QaParams) -> Result<WindowedLogits> {
+        let mut all = self.window_logits_many(&[(question, context)], params)?;
+        all.pop()
+            .unwrap_or_else(|| Err(Error::Input("nothing to answer".into())))
+    }
+
+    /// [`Pipeline::window_logits`] for many questions at once: the windows of all of them are
+    /// encoded in batches of the pipeline's `batch` (padded to the longest, masked), so short
+    /// questions share forward passes. The outer error is the model's; each question's own
+    /// input error (empty, too long a question) stays with that question.
+    pub fn window_logits_many(
+        &self,
+        items: &[(&str, &str)],
+        params: &QaParams,
+    ) -> Result<Vec<Result<WindowedLogits>>> {
         if !self.model.has_qa_head() {
             return Err(Error::NoQaHead);
         }
         let resolved = params.resolve(self.model.config().max_position_embeddings)?;
-        let windows = Windows::plan(&self.tokenizer, question, context, &resolved)?;
-        let mut logits = Vec::with_capacity(windows.len());
+        let planned: Vec<Result<Windows>> = items
+            .iter()
+            .map(|(question, context)| Windows::plan(&self.tokenizer, question, context, &resolved))
+            .collect();
+        // (item, window) of every window to encode, in order.
+        let jobs: Vec<(usize, usize)> = planned
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().ok().map(|w| (i, w.len())))
+            .flat_map(|(i, n)| (0..n).map(move |w| (i, w)))
+            .collect();
+        let mut logits: Vec<Vec<(Vec<f32>, Vec<f32>)>> = vec![Vec::new(); items.len()];
         let mut ws = self
             .workspace
             .lock()
             .map_err(|_| Error::Threads("workspace lock poisoned".into()))?;
-        let indices: Vec<usize> = (0..windows.len()).collect();
-        for group in indices.chunks(self.batch) {
-            let seq_len = group.iter().map(|&w| windows.seq_len(w)).max().unwrap_or(0);
-            let pad = self.tokenizer.special().pad;
+        let pad = self.tokenizer.special().pad;
+        for group in jobs.chunks(self.batch) {
+            let windows_of = |i: usize| planned[i].as_ref().ok();
+            let seq_len = group
+                .iter()
+                .filter_map(|&(i, w)| windows_of(i).map(|p| p.seq_len(w)))
+                .max()
+                .unwrap_or(0);
             let mut ids = vec![pad; group.len() * seq_len];
             let mut types = vec![0u32; group.len() * seq_len];
             let mut lengths = Vec::with_capacity(group.len());
-            for (row, &w) in group.iter().enumerate() {
+            for (row, &(i, w)) in group.iter().enumerate() {
                 let span = row * seq_len..(row + 1) * seq_len;
+                let windows =
+                    windows_of(i).ok_or_else(|| Error::Input("window of an unplanned question".into()))?;
                 windows.fill(w, &mut ids[span.clone()], &mut types[span]);
                 lengths.push(windows.seq_len(w));
             }
@@ -209,11 +239,15 @@ impl Pipeline {
                 seq_len,
             };
             let (start, end) = self.model.qa_logits(&batch, &mut ws, &self.exec)?;
-            for (row, &len) in lengths.iter().enumerate() {
+            for (row, (&len, &(i, _))) in lengths.iter().zip(group).enumerate() {
                 let span = row * seq_len..row * seq_len + len;
-                logits.push((start[span.clone()].to_vec(), end[span].to_vec()));
+                logits[i].push((start[span.clone()].to_vec(), end[span].to_vec()));
             }
         }
-        Ok(WindowedLogits { windows, logits })
+        Ok(planned
+            .into_iter()
+            .zip(logits)
+            .map(|(windows, logits)| windows.map(|windows| WindowedLogits { windows, logits }))
+            .collect())
     }
 }

@@ -76,7 +76,11 @@ fn round_trip_both_recipes() {
         // Reproducible: the same model and recipe give the same bytes (so the same sha256).
         let other = tempfile::tempdir().unwrap();
         for ((name, a), (_, b)) in written.iter().zip(quantize(recipe, other.path())) {
-            assert!(*a == b, "{}: {name} differs between two identical runs", recipe.name());
+            assert!(
+                *a == b,
+                "{}: {name} differs between two identical runs",
+                recipe.name()
+            );
         }
         let int8 = Pipeline::from_dir(dir.path(), PipelineOptions::default()).unwrap();
         assert_eq!(int8.model().precision(), recipe.precision());
