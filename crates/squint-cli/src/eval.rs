@@ -153,7 +153,7 @@ fn evaluate(
     );
     bar.set_prefix(format!("{} ({format})", model.display()));
     let start = Instant::now();
-    let answers = predict(&pipeline, questions, args.batch, &mut |done| {
+    let answers = predict(&pipeline, questions, 8 * args.batch, &mut |done| {
         bar.set_position(done as u64)
     })?;
     let seconds = start.elapsed().as_secs_f64();

@@ -185,9 +185,9 @@ impl Pipeline {
             .unwrap_or_else(|| Err(Error::Input("nothing to answer".into())))
     }
 
-    /// [`Pipeline::window_logits`] for many questions at once: the windows of all of them are
-    /// encoded in batches of the pipeline's `batch` (padded to the longest, masked), so short
-    /// questions share forward passes. The outer error is the model's; each question's own
+    /// [`Pipeline::window_logits`] for many questions at once: the windows of all of them,
+    /// sorted by length, are encoded in batches of the pipeline's `batch` (padded to the
+    /// longest, masked), so short questions share forward passes. The outer error is the model's; each question's own
     /// input error (empty, too long a question) stays with that question.
     pub fn window_logits_many(
         &self,
@@ -202,14 +202,20 @@ impl Pipeline {
             .iter()
             .map(|(question, context)| Windows::plan(&self.tokenizer, question, context, &resolved))
             .collect();
-        // (item, window) of every window to encode, in order.
-        let jobs: Vec<(usize, usize)> = planned
+        // (item, window) of every window to encode, sorted by length so that a batch pads
+        // little (windows of one item keep their order).
+        let mut jobs: Vec<(usize, usize)> = planned
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().ok().map(|w| (i, w.len())))
             .flat_map(|(i, n)| (0..n).map(move |w| (i, w)))
             .collect();
-        let mut logits: Vec<Vec<(Vec<f32>, Vec<f32>)>> = vec![Vec::new(); items.len()];
+        let seq_len_of = |&(i, w): &(usize, usize)| planned[i].as_ref().map_or(0, |p| p.seq_len(w));
+        jobs.sort_by_key(seq_len_of);
+        let mut logits: Vec<Vec<(Vec<f32>, Vec<f32>)>> = planned
+            .iter()
+            .map(|p| vec![(Vec::new(), Vec::new()); p.as_ref().map_or(0, |w| w.len())])
+            .collect();
         let mut ws = self
             .workspace
             .lock()
@@ -239,9 +245,9 @@ impl Pipeline {
                 seq_len,
             };
             let (start, end) = self.model.qa_logits(&batch, &mut ws, &self.exec)?;
-            for (row, (&len, &(i, _))) in lengths.iter().zip(group).enumerate() {
+            for (row, (&len, &(i, w))) in lengths.iter().zip(group).enumerate() {
                 let span = row * seq_len..row * seq_len + len;
-                logits[i].push((start[span.clone()].to_vec(), end[span].to_vec()));
+                logits[i][w] = (start[span.clone()].to_vec(), end[span].to_vec());
             }
         }
         Ok(planned
