@@ -5,6 +5,7 @@ mod ask;
 mod bench;
 mod eval;
 mod quantize;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Make an INT8 model directory from an FP32 checkpoint.
     Quantize(quantize::QuantizeArgs),
+    /// Serve the SageMaker container contract (/ping, /invocations) over HTTP.
+    Serve(serve::ServeArgs),
 }
 
 /// The model used when none is given: the INT8 MiniLM committed in the repository.
@@ -56,6 +59,7 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     if let Err(e) = result {
         eprintln!("squint: error: {e:#}");

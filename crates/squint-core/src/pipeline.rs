@@ -168,6 +168,16 @@ impl Pipeline {
 
     /// Answers `question` from `context`: up to `top_k` answers, best first.
     pub fn answer(&self, question: &str, context: &str, params: &QaParams) -> Result<Vec<Answer>> {
+        Ok(self.answer_counted(question, context, params)?.0)
+    }
+
+    /// [`Pipeline::answer`], and how many windows the context took (for logs and metrics).
+    pub fn answer_counted(
+        &self,
+        question: &str,
+        context: &str,
+        params: &QaParams,
+    ) -> Result<(Vec<Answer>, usize)> {
         let resolved = params.resolve(self.model.config().max_position_embeddings)?;
         let forward = self.window_logits(question, context, params)?;
         let logits: Vec<WindowLogits<'_>> = forward
@@ -175,7 +185,10 @@ impl Pipeline {
             .iter()
             .map(|(s, e)| WindowLogits { start: s, end: e })
             .collect();
-        Ok(decode(&forward.windows, &logits, context, &resolved))
+        Ok((
+            decode(&forward.windows, &logits, context, &resolved),
+            logits.len(),
+        ))
     }
 
     /// Tokenizes, windows and encodes; returns every window's logits (for oracles and tools).
