@@ -3,5 +3,6 @@
 //! graceful shutdown in [`server`]. The CLI's `squint serve` only parses flags and calls
 //! [`server::serve`].
 
+pub mod loadtest;
 pub mod server;
 pub mod wire;

@@ -4,6 +4,7 @@
 mod ask;
 mod bench;
 mod eval;
+mod loadtest;
 mod quantize;
 mod serve;
 
@@ -30,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// SQuAD v1.1 exact match and F1 of a model, or of two compared.
     Eval(eval::EvalArgs),
+    /// Load-test a running server with real questions: P50/P90/P99, queries/s, $ per 1M.
+    Loadtest(loadtest::LoadtestArgs),
     /// Make an INT8 model directory from an FP32 checkpoint.
     Quantize(quantize::QuantizeArgs),
     /// Serve the SageMaker container contract (/ping, /invocations) over HTTP.
@@ -58,6 +61,7 @@ fn main() {
         Command::Ask(args) => ask::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Loadtest(args) => loadtest::run_cli(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Serve(args) => serve::run(args),
     };

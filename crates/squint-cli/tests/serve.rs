@@ -108,3 +108,75 @@ fn serve_reports_a_missing_model_and_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/squint-model"), "{err}");
 }
+
+#[test]
+fn loadtest_measures_a_running_server() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_squint"))
+        .args(["serve", "--threads", "1", "--bind"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--model")
+        .arg(tiny_model())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while http(port, "GET", "/ping", "").map(|r| r.0) != Some(200) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.json");
+    let qa = |i: usize| {
+        serde_json::json!({"id": format!("q{i}"), "question": format!("What is thing {i}?"),
+        "answers": [{"text": "Amazonia", "answer_start": 0}]})
+    };
+    let squad = serde_json::json!({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context":
+        "The Amazon rainforest, also known in English as Amazonia, is a moist broadleaf forest.",
+        "qas": (0..5).map(qa).collect::<Vec<_>>()}]}]});
+    std::fs::write(&data, squad.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_squint"))
+        .args([
+            "loadtest",
+            "--requests",
+            "20",
+            "--concurrency",
+            "1,2",
+            "--json",
+            "--url",
+        ])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--in-process")
+        .arg(tiny_model())
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["ok"], 20, "{run}");
+        assert!(run["errors"].as_object().unwrap().is_empty(), "{run}");
+        let (p50, p99) = (run["p50_ms"].as_f64().unwrap(), run["p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99, "{run}");
+        assert!(run["usd_per_million_queries"].as_f64().unwrap() > 0.0);
+    }
+    assert!(runs[0]["in_process_p50_ms"].as_f64().unwrap() > 0.0);
+    // A server that is not there: every request is a counted error, not a crash.
+    let out = Command::new(env!("CARGO_BIN_EXE_squint"))
+        .args(["loadtest", "--requests", "3", "--warmup", "0", "--json", "--url"])
+        .arg(format!("http://127.0.0.1:{}", free_port()))
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["ok"], 0);
+    assert_eq!(runs[0]["errors"]["connect"], 3, "{runs}");
+}
