@@ -3,6 +3,7 @@
 //! graceful shutdown in [`server`]. The CLI's `squint serve` only parses flags and calls
 //! [`server::serve`].
 
+pub mod artifacts;
 pub mod loadtest;
 pub mod server;
 pub mod wire;

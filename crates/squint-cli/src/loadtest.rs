@@ -78,11 +78,7 @@ pub fn run_cli(args: LoadtestArgs) -> Result<()> {
         })
         .collect();
     let bodies = Arc::new(bodies);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::async_runtime()?;
     let mut reports = Vec::new();
     for &concurrency in &args.concurrency {
         let options = LoadOptions {

@@ -1,6 +1,7 @@
 //! `squint`: extractive question answering with BERT. This binary only parses flags and wires
 //! squint-core together; every behaviour a test would want lives in the libraries.
 
+mod artifacts;
 mod ask;
 mod bench;
 mod eval;
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Move model directories to and from S3 (model.tar.gz + manifest.json).
+    Artifacts(artifacts::ArtifactsArgs),
     /// Answer a question about a context.
     Ask(ask::AskArgs),
     /// Time the encoder on synthetic inputs of exact lengths.
@@ -55,9 +58,21 @@ pub fn default_model() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The async runtime of the network commands (serve, loadtest, artifacts): two workers, since
+/// the heavy work runs on the inference pool, not here.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Artifacts(args) => artifacts::run(args),
         Command::Ask(args) => ask::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),

@@ -94,25 +94,46 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_payload: mb * 1024 * 1024,
         queue: args.queue,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::async_runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
         tracing::info!(address = %listener.local_addr()?, "listening");
-        serve(
-            listener,
-            state,
-            move || load_models(&specs, threads),
-            shutdown_signal(),
-        )
-        .await
-        .map_err(anyhow::Error::msg)
+        let handle = tokio::runtime::Handle::current();
+        let load = move || {
+            // SQUINT_MODEL_S3_URI: fill an empty model directory from S3 first.
+            if let Ok(uri) = std::env::var("SQUINT_MODEL_S3_URI") {
+                let dir = &specs[0].dir;
+                if !dir.join("config.json").is_file() {
+                    handle
+                        .block_on(pull_model(&uri, dir))
+                        .map_err(|e| format!("pulling {uri}: {e}"))?;
+                }
+            }
+            load_models(&specs, threads)
+        };
+        serve(listener, state, load, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::msg)
     })
+}
+
+/// Downloads the model at `uri` into `dir` (the standard AWS chain; `AWS_ENDPOINT_URL_S3` for
+/// S3-compatible stores).
+async fn pull_model(uri: &str, dir: &std::path::Path) -> Result<(), String> {
+    use squint_cloud::artifacts::{client, pull, S3Settings, S3Uri};
+    let settings = S3Settings {
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL_S3").ok(),
+        ..S3Settings::default()
+    };
+    let uri = S3Uri::parse(uri).map_err(|e| e.to_string())?;
+    let s3 = client(&settings).await;
+    tracing::info!(bucket = %uri.bucket, prefix = %uri.prefix, dir = %dir.display(), "pulling the model from S3");
+    pull(&s3, &uri, dir, &|_, _| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// SIGTERM (what SageMaker and Docker send) or Ctrl-C.

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod common;
+
+use common::free_port;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -28,14 +32,6 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)
     let status = response.split(' ').nth(1)?.parse().ok()?;
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     Some((status, body))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[cfg(unix)]
