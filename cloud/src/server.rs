@@ -369,7 +369,9 @@ async fn handle(
     let mut chosen = Vec::with_capacity(requests.len());
     for request in &requests {
         let model = match request.version {
-            None => &models[0],
+            None => models
+                .first()
+                .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded"))?,
             Some(v) => models.iter().find(|m| m.version == v).ok_or_else(|| {
                 let loaded: Vec<&str> = models.iter().map(|m| m.version.label()).collect();
                 error(

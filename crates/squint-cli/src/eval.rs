@@ -97,16 +97,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             models.len()
         );
     }
-    let precisions: Vec<Option<Precision>> = match args.precision.len() {
-        0 => vec![None; models.len()],
-        1 => vec![Some(parse_precision(&args.precision[0])?); models.len()],
-        n if n == models.len() => args
-            .precision
-            .iter()
-            .map(|p| parse_precision(p).map(Some))
-            .collect::<Result<_>>()?,
-        n => bail!("--precision has {n} values for {} model(s)", models.len()),
-    };
+    let precisions = crate::precisions_for(&args.precision, models.len())?;
     let bytes = std::fs::read(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
     let name = args.data.display().to_string();
     let mut questions = read_squad(&name, &bytes)?;
@@ -124,11 +115,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_predictions(out, &questions, &run.answers)?;
     }
     print_report(&runs, args.json)
-}
-
-fn parse_precision(name: &str) -> Result<Precision> {
-    Precision::parse(name)
-        .with_context(|| format!("unknown --precision {name:?} (fp32, int8-dynamic, int8-static)"))
 }
 
 fn evaluate(

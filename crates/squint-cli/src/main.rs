@@ -58,6 +58,25 @@ pub fn default_model() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `--precision` for `models` models: none (each as stored), one for all, or one per model.
+pub fn precisions_for(
+    names: &[String],
+    models: usize,
+) -> anyhow::Result<Vec<Option<squint_core::Precision>>> {
+    use anyhow::Context;
+    let parse = |p: &String| {
+        squint_core::Precision::parse(p)
+            .map(Some)
+            .with_context(|| format!("unknown --precision {p:?} (fp32, int8-dynamic, int8-static)"))
+    };
+    match names {
+        [] => Ok(vec![None; models]),
+        [one] => Ok(vec![parse(one)?; models]),
+        many if many.len() == models => many.iter().map(parse).collect(),
+        many => anyhow::bail!("--precision has {} values for {models} model(s)", many.len()),
+    }
+}
+
 /// The async runtime of the network commands (serve, loadtest, artifacts): two workers, since
 /// the heavy work runs on the inference pool, not here.
 pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

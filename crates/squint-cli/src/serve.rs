@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use squint_cloud::server::{load_models, serve, AppState, Limits, ModelSpec, DEFAULT_MAX_PAYLOAD_MB};
-use squint_core::Precision;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -63,20 +62,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if dirs.len() > 2 {
         bail!("at most two --model (one INT8, one FP32)");
     }
-    let parse = |p: &str| {
-        Precision::parse(p)
-            .with_context(|| format!("unknown precision {p:?} (fp32, int8-dynamic, int8-static)"))
-    };
-    let precisions: Vec<Option<Precision>> = match args.precision.len() {
-        0 => vec![None; dirs.len()],
-        1 => vec![Some(parse(&args.precision[0])?); dirs.len()],
-        n if n == dirs.len() => args
-            .precision
-            .iter()
-            .map(|p| parse(p).map(Some))
-            .collect::<Result<_>>()?,
-        n => bail!("{n} precisions for {} model(s)", dirs.len()),
-    };
+    let precisions = crate::precisions_for(&args.precision, dirs.len())?;
     if args.queue == 0 {
         bail!("--queue must be at least 1");
     }

@@ -217,14 +217,13 @@ impl Pipeline {
             .collect();
         // (item, window) of every window to encode, sorted by length so that a batch pads
         // little (windows of one item keep their order).
-        let mut jobs: Vec<(usize, usize)> = planned
+        let mut jobs: Vec<(usize, usize, &Windows)> = planned
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.as_ref().ok().map(|w| (i, w.len())))
-            .flat_map(|(i, n)| (0..n).map(move |w| (i, w)))
+            .filter_map(|(i, p)| p.as_ref().ok().map(|windows| (i, windows)))
+            .flat_map(|(i, windows)| (0..windows.len()).map(move |w| (i, w, windows)))
             .collect();
-        let seq_len_of = |&(i, w): &(usize, usize)| planned[i].as_ref().map_or(0, |p| p.seq_len(w));
-        jobs.sort_by_key(seq_len_of);
+        jobs.sort_by_key(|&(_, w, windows)| windows.seq_len(w));
         let mut logits: Vec<Vec<(Vec<f32>, Vec<f32>)>> = planned
             .iter()
             .map(|p| vec![(Vec::new(), Vec::new()); p.as_ref().map_or(0, |w| w.len())])
@@ -235,19 +234,16 @@ impl Pipeline {
             .map_err(|_| Error::Threads("workspace lock poisoned".into()))?;
         let pad = self.tokenizer.special().pad;
         for group in jobs.chunks(self.batch) {
-            let windows_of = |i: usize| planned[i].as_ref().ok();
             let seq_len = group
                 .iter()
-                .filter_map(|&(i, w)| windows_of(i).map(|p| p.seq_len(w)))
+                .map(|&(_, w, windows)| windows.seq_len(w))
                 .max()
                 .unwrap_or(0);
             let mut ids = vec![pad; group.len() * seq_len];
             let mut types = vec![0u32; group.len() * seq_len];
             let mut lengths = Vec::with_capacity(group.len());
-            for (row, &(i, w)) in group.iter().enumerate() {
+            for (row, &(_, w, windows)) in group.iter().enumerate() {
                 let span = row * seq_len..(row + 1) * seq_len;
-                let windows =
-                    windows_of(i).ok_or_else(|| Error::Input("window of an unplanned question".into()))?;
                 windows.fill(w, &mut ids[span.clone()], &mut types[span]);
                 lengths.push(windows.seq_len(w));
             }
@@ -258,7 +254,7 @@ impl Pipeline {
                 seq_len,
             };
             let (start, end) = self.model.qa_logits(&batch, &mut ws, &self.exec)?;
-            for (row, (&len, &(i, w))) in lengths.iter().zip(group).enumerate() {
+            for (row, (&len, &(i, w, _))) in lengths.iter().zip(group).enumerate() {
                 let span = row * seq_len..row * seq_len + len;
                 logits[i][w] = (start[span.clone()].to_vec(), end[span].to_vec());
             }
