@@ -6,8 +6,10 @@ mod ask;
 mod bench;
 mod eval;
 mod loadtest;
+mod logits;
 mod quantize;
 mod serve;
+mod web;
 
 use std::path::PathBuf;
 
@@ -34,12 +36,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// SQuAD v1.1 exact match and F1 of a model, or of two compared.
     Eval(eval::EvalArgs),
+    /// Raw start/end logits of SQuAD questions (bit-exact JSON Lines, for cross-host parity).
+    Logits(logits::LogitsArgs),
     /// Load-test a running server with real questions: P50/P90/P99, queries/s, $ per 1M.
     Loadtest(loadtest::LoadtestArgs),
     /// Make an INT8 model directory from an FP32 checkpoint.
     Quantize(quantize::QuantizeArgs),
     /// Serve the SageMaker container contract (/ping, /invocations) over HTTP.
     Serve(serve::ServeArgs),
+    /// Serve the browser demo and model files on loopback (inference runs in the page).
+    Web(web::WebArgs),
 }
 
 /// The model used when none is given: the INT8 MiniLM committed in the repository.
@@ -98,6 +104,8 @@ fn main() {
         Command::Loadtest(args) => loadtest::run_cli(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Logits(args) => logits::run(args),
+        Command::Web(args) => web::run(args),
     };
     if let Err(e) = result {
         eprintln!("squint: error: {e:#}");

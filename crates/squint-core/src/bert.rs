@@ -1,10 +1,11 @@
 //! The BERT encoder, top to bottom: embeddings, N × (self-attention, feed-forward), and the
 //! question-answering head. Reads like the architecture; the arithmetic is in squint-kernels.
 
+use squint_kernels::attention::{attention_head, HeadInputs};
 use squint_kernels::elementwise::{
     dot, gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place,
 };
-use squint_kernels::{matmul, MatMut, MatRef, Parallelism};
+use squint_kernels::Parallelism;
 
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
@@ -457,33 +458,16 @@ impl Bert {
                 let (b, head) = (task / heads, task % heads);
                 let keys = batch.lengths[b];
                 let base = b * l * 3 * h + head * d;
-                let mut run = || -> Result<()> {
-                    let q = MatRef::new(&qkv[base..], l, d, 3 * h, 1)?;
-                    let k = MatRef::new(&qkv[base + h..], keys, d, 3 * h, 1)?;
-                    let v = MatRef::new(&qkv[base + 2 * h..], keys, d, 3 * h, 1)?;
-                    matmul(
-                        MatMut::new(scores, l, keys, l)?,
-                        q,
-                        k.t(),
-                        false,
-                        scale,
-                        Parallelism::Sequential,
-                    )?;
-                    for row in scores.chunks_exact_mut(l) {
-                        squint_kernels::elementwise::softmax_in_place(&mut row[..keys]);
-                    }
-                    let p = MatRef::new(scores, l, keys, l, 1)?;
-                    matmul(
-                        MatMut::row_major(out, l, d)?,
-                        p,
-                        v,
-                        false,
-                        1.0,
-                        Parallelism::Sequential,
-                    )?;
-                    Ok(())
+                let head_inputs = HeadInputs {
+                    q: &qkv[base..],
+                    k: &qkv[base + h..],
+                    v: &qkv[base + 2 * h..],
+                    stride: 3 * h,
+                    queries: l,
+                    keys,
+                    dim: d,
                 };
-                if let Err(e) = run() {
+                if let Err(e) = attention_head(head_inputs, scale, scores, l, out) {
                     if let Ok(mut slot) = errors.lock() {
                         slot.get_or_insert(e);
                     }
@@ -491,7 +475,7 @@ impl Bert {
             },
         );
         if let Some(e) = errors.into_inner().ok().flatten() {
-            return Err(e);
+            return Err(e.into());
         }
         // Gather per-head outputs [b, head, l, d] into [b·l, h].
         let heads_buf = &ws.heads;

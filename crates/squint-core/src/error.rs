@@ -33,6 +33,8 @@ pub enum Error {
     PackedKernel(#[from] squint_kernels::PackedShapeError),
     #[error("kernel: {0}")]
     Int8Kernel(#[from] squint_kernels::int8::Int8ShapeError),
+    #[error("kernel: {0}")]
+    Attention(#[from] squint_kernels::attention::AttentionShapeError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -46,6 +46,18 @@ pub struct WindowedLogits {
     pub logits: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
+impl WindowedLogits {
+    /// Every window's start then end logits, window after window: the layout cross-host parity
+    /// checks compare (`squint logits`, the browser module, the edge guest).
+    pub fn concatenated(&self) -> Vec<f32> {
+        self.logits
+            .iter()
+            .flat_map(|(start, end)| start.iter().chain(end))
+            .copied()
+            .collect()
+    }
+}
+
 /// A loaded model ready to answer questions.
 #[derive(Debug)]
 pub struct Pipeline {

@@ -1,5 +1,7 @@
 //! Instruction-set selection: detected once per process, overridable with `SQUINT_ISA`
-//! (`scalar|avx2|avxvnni|avx512vnni`) so tests and benchmarks can force a kernel.
+//! (`scalar|avx2|avxvnni|avx512vnni`) so tests and benchmarks can force a kernel. WebAssembly
+//! cannot probe features at run time: a wasm build runs the SIMD it was compiled with
+//! (`-C target-feature=+simd128` or `+relaxed-simd`), and hosts load the matching `.wasm`.
 
 use std::sync::OnceLock;
 
@@ -14,7 +16,21 @@ pub enum Isa {
     AvxVnni,
     /// x86-64 AVX-512 F/BW/VL + VNNI (Ice Lake, Zen 4 and later).
     Avx512Vnni,
+    /// wasm32 fixed-width SIMD (`simd128`: every browser since 2021, wasmtime).
+    Simd128,
+    /// wasm32 relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add`: Chrome 114+, wasmtime).
+    RelaxedSimd,
 }
+
+/// Every ISA, in the order [`Isa::available`] lists them.
+const ALL: [Isa; 6] = [
+    Isa::Scalar,
+    Isa::Simd128,
+    Isa::RelaxedSimd,
+    Isa::Avx2,
+    Isa::AvxVnni,
+    Isa::Avx512Vnni,
+];
 
 impl Isa {
     /// The name used by `SQUINT_ISA` and printed by `squint bench`.
@@ -24,6 +40,8 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Simd128 => "simd128",
+            Isa::RelaxedSimd => "relaxed-simd",
         }
     }
 
@@ -34,6 +52,8 @@ impl Isa {
             "avx2" => Some(Isa::Avx2),
             "avxvnni" => Some(Isa::AvxVnni),
             "avx512vnni" | "avx512" => Some(Isa::Avx512Vnni),
+            "simd128" => Some(Isa::Simd128),
+            "relaxed-simd" | "relaxedsimd" => Some(Isa::RelaxedSimd),
             _ => None,
         }
     }
@@ -41,18 +61,19 @@ impl Isa {
     /// Every ISA this CPU can run, most portable first.
     pub fn available() -> Vec<Isa> {
         let best = detect();
-        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni]
-            .into_iter()
-            .filter(|isa| supported(*isa, best))
-            .collect()
+        ALL.into_iter().filter(|isa| supported(*isa, best)).collect()
     }
 }
 
 /// Whether `isa` runs on a CPU whose best ISA is `best` (AVX-512 machines may lack AVX-VNNI).
 fn supported(isa: Isa, best: Isa) -> bool {
     match isa {
+        Isa::Scalar => true,
         Isa::AvxVnni => has_avxvnni(),
-        other => other <= best,
+        Isa::Avx2 | Isa::Avx512Vnni => cfg!(target_arch = "x86_64") && isa <= best,
+        // A wasm build can only run the SIMD it was compiled with, or plain code.
+        Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+        Isa::RelaxedSimd => cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")),
     }
 }
 
@@ -76,7 +97,7 @@ pub fn isa() -> Isa {
                 }
                 None => {
                     eprintln!(
-                        "squint: unknown SQUINT_ISA={value:?} (expected scalar|avx2|avxvnni|avx512vnni); using {}",
+                        "squint: unknown SQUINT_ISA={value:?} (expected scalar|avx2|avxvnni|avx512vnni|simd128|relaxed-simd); using {}",
                         best.name()
                     );
                     best
@@ -111,7 +132,13 @@ fn has_avxvnni() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Isa {
-    Isa::Scalar
+    if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+        Isa::RelaxedSimd
+    } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        Isa::Simd128
+    } else {
+        Isa::Scalar
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -125,7 +152,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for isa in [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni] {
+        for isa in ALL {
             assert_eq!(Isa::parse(isa.name()), Some(isa));
         }
         assert_eq!(Isa::parse("sse9"), None);
@@ -135,5 +162,12 @@ mod tests {
     fn chosen_isa_is_available() {
         assert!(Isa::available().contains(&isa()));
         assert_eq!(Isa::available()[0], Isa::Scalar);
+        // A wasm build runs the SIMD it was compiled with (so the kernel tests cover it).
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+            assert_eq!(isa(), Isa::RelaxedSimd);
+            assert!(Isa::available().contains(&Isa::Simd128));
+        } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            assert_eq!(isa(), Isa::Simd128);
+        }
     }
 }

@@ -30,7 +30,7 @@ macro_rules! multiversion {
                     Isa::Avx512Vnni => return unsafe { wide($($arg),*) },
                     // SAFETY: `isa()` returns these only when avx2 and fma were detected.
                     Isa::Avx2 | Isa::AvxVnni => return unsafe { narrow($($arg),*) },
-                    Isa::Scalar => {}
+                    Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
                 }
             }
             #[allow(unreachable_code)]

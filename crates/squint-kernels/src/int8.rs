@@ -413,7 +413,7 @@ impl ColumnsJob<'_> {
                 Isa::Avx512Vnni => return unsafe { wide(self, panels) },
                 // SAFETY: `isa()` returns these only when avx2 and fma were detected.
                 Isa::Avx2 | Isa::AvxVnni => return unsafe { narrow(self, panels) },
-                Isa::Scalar => {}
+                Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
             }
         }
         // SAFETY: the caller's contract.
@@ -550,7 +550,15 @@ fn tile(
         }
         // SAFETY: Avx2 is only returned when avx2 was detected, and only for 7-bit weights.
         Isa::Avx2 => return unsafe { x86::tile_avx2(rows, groups, a, panel, c, ldc, cols, accumulate) },
-        Isa::Scalar => {}
+        Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if isa == Isa::RelaxedSimd {
+        return wasm::tile_relaxed(rows, groups, a, panel, c, ldc, cols, accumulate);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa == Isa::Simd128 || isa == Isa::RelaxedSimd {
+        return wasm::tile_simd128(rows, groups, a, panel, c, ldc, cols, accumulate);
     }
     let _ = isa;
     tile_scalar(rows, groups, a, panel, c, ldc, cols, accumulate);
@@ -583,6 +591,126 @@ fn tile_scalar(
         let out = &mut c[r * ldc..r * ldc + cols];
         for (o, v) in out.iter_mut().zip(acc) {
             *o = if accumulate { *o + v } else { v };
+        }
+    }
+}
+
+/// WebAssembly micro-kernels, compiled in when the build enables `simd128` / `relaxed-simd`.
+/// Both are exact: every product and pair sum fits its lane, so they match the scalar kernel.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::{MR, NR};
+    use core::arch::wasm32::*;
+
+    /// Loads 16 bytes from the start of `bytes` (bounds checked by the slice index).
+    #[inline(always)]
+    fn load16(bytes: &[u8]) -> v128 {
+        let s = &bytes[..16];
+        // SAFETY: `s` is exactly 16 readable bytes; v128_load has no alignment requirement.
+        unsafe { v128_load(s.as_ptr().cast()) }
+    }
+
+    /// Row `r`'s four activation bytes of group `g`, as one little-endian u32.
+    #[inline(always)]
+    fn activation(a: &[u8], g: usize, r: usize) -> u32 {
+        let at = (g * MR + r) * 4;
+        u32::from_le_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]])
+    }
+
+    /// Adds (or stores) 16 finished column sums of row `r` into C.
+    #[inline(always)]
+    fn store(c: &mut [i32], sums: [v128; 4], at: usize, cols: usize, accumulate: bool) {
+        let mut lanes = [0i32; 16];
+        for (q, v) in sums.iter().enumerate() {
+            for (l, slot) in lanes[4 * q..4 * q + 4].iter_mut().enumerate() {
+                *slot = match l {
+                    0 => i32x4_extract_lane::<0>(*v),
+                    1 => i32x4_extract_lane::<1>(*v),
+                    2 => i32x4_extract_lane::<2>(*v),
+                    _ => i32x4_extract_lane::<3>(*v),
+                };
+            }
+        }
+        for (o, v) in c[at..at + cols].iter_mut().zip(lanes) {
+            *o = if accumulate { *o + v } else { v };
+        }
+    }
+
+    /// simd128: weights widened to i16, `i32x4.dot_i16x8_s` against the activations
+    /// (u8 ≤ 255, so i16 is exact). Each dot leaves two half sums per column; they are
+    /// added pairwise at the end.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tile_simd128(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        for r in 0..rows {
+            for chunk in 0..cols.div_ceil(16) {
+                // acc[2q] holds columns 4q, 4q+1 as (k0+k1, k2+k3) pairs; acc[2q+1] columns 4q+2, 4q+3.
+                let mut acc = [i32x4_splat(0); 8];
+                for g in 0..groups {
+                    let x = u16x8_extend_low_u8x16(u32x4_splat(activation(a, g, r)));
+                    let w = &panel[(g * NR + 16 * chunk) * 4..];
+                    for q in 0..4 {
+                        let bytes = load16(&w[16 * q..]);
+                        acc[2 * q] = i32x4_add(acc[2 * q], i32x4_dot_i16x8(x, i16x8_extend_low_i8x16(bytes)));
+                        acc[2 * q + 1] =
+                            i32x4_add(acc[2 * q + 1], i32x4_dot_i16x8(x, i16x8_extend_high_i8x16(bytes)));
+                    }
+                }
+                let sums = std::array::from_fn(|q| {
+                    let (lo, hi) = (acc[2 * q], acc[2 * q + 1]);
+                    i32x4_add(
+                        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+                        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+                    )
+                });
+                let left = (cols - 16 * chunk).min(16);
+                store(c, sums, r * ldc + 16 * chunk, left, accumulate);
+            }
+        }
+    }
+
+    /// relaxed-simd: `i32x4.relaxed_dot_i8x16_i7x16_add_s` with the weights as the signed
+    /// operand and the activations split into their low 7 bits and their top bit, so the
+    /// second operand is always in [0, 127]: exact on every engine (pair sums ≤ 2·128·127).
+    #[cfg(target_feature = "relaxed-simd")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tile_relaxed(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        panel: &[u8],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        for r in 0..rows {
+            for chunk in 0..cols.div_ceil(16) {
+                let mut low = [i32x4_splat(0); 4];
+                let mut high = [i32x4_splat(0); 4];
+                for g in 0..groups {
+                    let x = activation(a, g, r);
+                    let x_low = u32x4_splat(x & 0x7f7f_7f7f);
+                    let x_high = u32x4_splat((x >> 7) & 0x0101_0101);
+                    let w = &panel[(g * NR + 16 * chunk) * 4..];
+                    for q in 0..4 {
+                        let bytes = load16(&w[16 * q..]);
+                        low[q] = i32x4_relaxed_dot_i8x16_i7x16_add(bytes, x_low, low[q]);
+                        high[q] = i32x4_relaxed_dot_i8x16_i7x16_add(bytes, x_high, high[q]);
+                    }
+                }
+                let sums = std::array::from_fn(|q| i32x4_add(low[q], i32x4_shl(high[q], 7)));
+                let left = (cols - 16 * chunk).min(16);
+                store(c, sums, r * ldc + 16 * chunk, left, accumulate);
+            }
         }
     }
 }

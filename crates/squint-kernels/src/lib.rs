@@ -5,6 +5,7 @@
 //! allowed to contain `unsafe` (SIMD and the GEMM back end), and every such block has a test
 //! against a plain scalar reference.
 
+pub mod attention;
 pub mod dispatch;
 pub mod elementwise;
 pub mod int8;

@@ -1,0 +1,169 @@
+//! `squint web`: serves the browser demo (web/www, built by web/build.sh) and model directories
+//! as static files on loopback. Inference happens in the page, not here.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct WebArgs {
+    /// Port on 127.0.0.1 (use --bind for another address).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to listen on (overrides --port).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Model directory offered to the page; give it twice for the INT8/FP32 toggle.
+    /// Default: the bundled INT8 model.
+    #[arg(long)]
+    model: Vec<PathBuf>,
+    /// The page's directory. Default: web/www of this checkout.
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+/// One model as the page sees it: `/models/<id>/<file>`.
+#[derive(Clone, Debug, serde::Serialize)]
+struct Offered {
+    id: String,
+    precision: String,
+    weights: String,
+    files: Vec<String>,
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+struct Site {
+    root: PathBuf,
+    models: Vec<Offered>,
+}
+
+pub fn run(args: WebArgs) -> Result<()> {
+    let root = match args.root {
+        Some(root) => root,
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/www")),
+    };
+    if !root.join("index.html").is_file() {
+        bail!("{} has no index.html", root.display());
+    }
+    if !root.join("pkg").is_dir() {
+        bail!(
+            "{} has no pkg/ (the WebAssembly build): run web/build.sh first",
+            root.display()
+        );
+    }
+    let dirs = if args.model.is_empty() {
+        vec![crate::default_model()?]
+    } else {
+        args.model
+    };
+    let models = dirs.iter().map(|d| describe(d)).collect::<Result<Vec<_>>>()?;
+    let addr = args.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], args.port)));
+    let site = Site { root, models };
+    crate::async_runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let bound = listener.local_addr()?;
+        for m in &site.models {
+            println!("model {} ({}) from {}", m.id, m.precision, m.dir.display());
+        }
+        println!("squint web: http://{bound}/");
+        let app = Router::new()
+            .route("/models/index.json", get(index))
+            .route("/models/{id}/{file}", get(model_file))
+            .route(
+                "/",
+                get(|State(site): State<Site>| async move { send(&site.root.join("index.html")).await }),
+            )
+            .route("/{*path}", get(page_file))
+            .with_state(site);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })
+}
+
+/// Reads what the page needs to know about a model directory (from its config and files).
+fn describe(dir: &Path) -> Result<Offered> {
+    let files = squint_core::ModelFiles::from_dir(dir).with_context(|| format!("model {}", dir.display()))?;
+    let weights = match &files.weights {
+        squint_core::WeightsFile::Safetensors { name, .. } => name.clone(),
+        _ => bail!("{}: the browser loads safetensors weights only", dir.display()),
+    };
+    if !dir.join("tokenizer.json").is_file() {
+        bail!("{}: the browser needs tokenizer.json", dir.display());
+    }
+    let model = squint_core::pipeline::load_model(
+        &squint_core::BertConfig::from_json(&files.config, "config.json")?,
+        &files.weights,
+    )?;
+    let precision = model.precision().name().to_string();
+    let mut list = vec![
+        "config.json".to_string(),
+        "tokenizer.json".to_string(),
+        weights.clone(),
+    ];
+    if dir.join("manifest.json").is_file() {
+        list.push("manifest.json".into());
+    }
+    Ok(Offered {
+        id: precision.clone(),
+        precision,
+        weights,
+        files: list,
+        dir: dir.to_path_buf(),
+    })
+}
+
+async fn index(State(site): State<Site>) -> Json<Vec<Offered>> {
+    Json(site.models)
+}
+
+async fn model_file(State(site): State<Site>, UrlPath((id, file)): UrlPath<(String, String)>) -> Response {
+    match site.models.iter().find(|m| m.id == id) {
+        Some(m) if m.files.contains(&file) => send(&m.dir.join(&file)).await,
+        _ => (StatusCode::NOT_FOUND, format!("no model file {id}/{file}")).into_response(),
+    }
+}
+
+async fn page_file(State(site): State<Site>, UrlPath(path): UrlPath<String>) -> Response {
+    // Only plain relative paths under the root: no `..`, no absolute paths.
+    let rel = Path::new(&path);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    }
+    send(&site.root.join(rel)).await
+}
+
+/// A file with its content type (`application/wasm` matters: browsers stream-compile only that).
+async fn send(path: &Path) -> Response {
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("wasm") => "application/wasm",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    match tokio::fs::read(path).await {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

@@ -1,0 +1,62 @@
+// The browser module in Node (V8, like Chrome): kernels exact, answers right, errors thrown as
+// exceptions with their message, and INT8 logits bit-identical to the native build.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { wasmModule, load, modelFiles, bundled, dataDir, required, nativeLogits, bitsOf, AMAZON, AMAZON_Q } from './common.mjs';
+
+const glue = await wasmModule('simd128');
+
+test('the simd128 build runs the simd128 kernel, exactly', () => {
+  assert.equal(glue.kernel(), 'simd128');
+  const checked = JSON.parse(glue.selfTest(60, 11));
+  assert.deepEqual(checked, ['scalar', 'simd128']);
+});
+
+test('answers the Amazon question; bad input throws a clear error', () => {
+  const model = load(glue, bundled);
+  assert.equal(JSON.parse(model.info()).precision, 'int8-static');
+  const [best] = JSON.parse(model.answer(AMAZON_Q, AMAZON, ''));
+  assert.equal(best.answer, 'Amazonia');
+  assert.equal([...AMAZON].slice(best.start, best.end).join(''), 'Amazonia');
+  assert.throws(() => model.answer('', AMAZON, ''), /question/i);
+  assert.throws(() => model.answer(AMAZON_Q, AMAZON, '{"top_k": 0}'), /top_k/);
+  assert.throws(() => model.answer(AMAZON_Q, AMAZON, '{"colour": 1}'), /colour/);
+  // A context far longer than one window is answered across windows.
+  const long = `${'The weather was mild that year in the valley. '.repeat(120)}${AMAZON}`;
+  const [far] = JSON.parse(model.answer(AMAZON_Q, long, ''));
+  assert.equal(far.answer, 'Amazonia');
+  model.free();
+});
+
+test('a tampered or unlisted model file is refused with the file named', () => {
+  const f = modelFiles(bundled);
+  const bad = Uint8Array.from(f.bytes);
+  bad[4096] ^= 0x40;
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, bad, f.manifest), /model\.int8\.safetensors/);
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, f.bytes, undefined), /manifest\.json/);
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, 'weights.bin', f.bytes, f.manifest), /weights\.bin/);
+  assert.throws(() => new glue.Squint(new TextEncoder().encode('{'), f.tokenizer, f.weights, f.bytes, f.manifest), /config\.json/);
+});
+
+test('INT8 logits are bit-identical to native on 200 public-dev questions', { timeout: 600_000 }, (t) => {
+  if (!dataDir) {
+    if (required) assert.fail('SQUINT_DATA_DIR is not set and ../shared/data is missing');
+    t.skip('no SQuAD data (../shared/data): parity not checked');
+    return;
+  }
+  const native = nativeLogits(200);
+  assert.equal(native.length, 200);
+  const model = load(glue, bundled);
+  let same = 0;
+  const differing = [];
+  for (const q of native) {
+    const bits = bitsOf(model.logits(q.question, q.context, ''));
+    if (bits === q.bits) same++;
+    else differing.push(q.id);
+  }
+  console.log(`parity: ${same}/${native.length} questions with bit-identical INT8 logits (simd128 wasm vs native)`);
+  assert.deepEqual(differing, []);
+  model.free();
+});
