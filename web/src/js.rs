@@ -50,6 +50,11 @@ impl Squint {
         serde_json::to_string(&answers).map_err(|e| JsError::new(&e.to_string()))
     }
 
+    /// One forward pass over `seq` synthetic tokens (benchmarks time this).
+    pub fn forward(&self, seq: usize) -> Result<(), JsError> {
+        self.model.forward(seq).map_err(|e| JsError::new(&e))
+    }
+
     /// Start/end logits of every window, concatenated (native-vs-wasm parity tests).
     pub fn logits(&self, question: &str, context: &str, params: &str) -> Result<Vec<f32>, JsError> {
         self.model
@@ -67,7 +72,7 @@ pub fn kernel() -> String {
 /// Checks this build's INT8 kernels against the scalar reference in the running engine;
 /// returns the kernels checked (JSON list) or throws the first difference.
 #[wasm_bindgen(js_name = selfTest)]
-pub fn self_test(cases: usize, seed: u64) -> Result<String, JsError> {
-    let kernels = crate::selftest::int8_kernels(cases, seed).map_err(|e| JsError::new(&e))?;
+pub fn self_test(cases: usize, seed: u32) -> Result<String, JsError> {
+    let kernels = crate::selftest::int8_kernels(cases, u64::from(seed)).map_err(|e| JsError::new(&e))?;
     serde_json::to_string(&kernels).map_err(|e| JsError::new(&e.to_string()))
 }

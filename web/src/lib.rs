@@ -4,7 +4,8 @@
 
 use squint_core::manifest::Manifest;
 use squint_core::{
-    files::Bytes, Answer, ModelFiles, Pipeline, PipelineOptions, QaParams, TokenizerFiles, WeightsFile,
+    files::Bytes, Answer, Batch, ModelFiles, Pipeline, PipelineOptions, QaParams, TokenizerFiles,
+    WeightsFile, Workspace,
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -19,6 +20,8 @@ pub const WEIGHT_FILES: [&str; 2] = ["model.int8.safetensors", "model.safetensor
 pub struct WebModel {
     pipeline: Pipeline,
     info: serde_json::Value,
+    /// Buffers of [`WebModel::forward`], kept between calls.
+    workspace: std::cell::RefCell<Workspace>,
 }
 
 /// The bytes of a model directory as a page fetched them.
@@ -88,7 +91,11 @@ impl WebModel {
             "hidden": config.hidden_size,
             "weights_bytes": weights_len,
         });
-        Ok(WebModel { pipeline, info })
+        Ok(WebModel {
+            pipeline,
+            info,
+            workspace: Default::default(),
+        })
     }
 
     /// What was loaded, for the page: precision, kernel, layers, hidden size, weight bytes.
@@ -101,6 +108,31 @@ impl WebModel {
         let params = parse_params(params)?;
         self.pipeline
             .answer(question, context, &params)
+            .map_err(|e| e.to_string())
+    }
+
+    /// One forward pass over exactly `seq` synthetic tokens (the ids `squint bench` and the
+    /// onnxruntime-web anchor use), for timing the encoder alone.
+    pub fn forward(&self, seq: usize) -> Result<(), String> {
+        let model = self.pipeline.model();
+        let config = model.config();
+        if seq == 0 || seq > config.max_position_embeddings {
+            return Err(format!("seq must be 1..={}", config.max_position_embeddings));
+        }
+        let ids: Vec<u32> = (0..seq)
+            .map(|i| ((1000 + i * 7919) % config.vocab_size) as u32)
+            .collect();
+        let types: Vec<u32> = (0..seq).map(|i| (i >= seq / 4) as u32).collect();
+        let batch = Batch {
+            ids: &ids,
+            types: &types,
+            lengths: &[seq],
+            seq_len: seq,
+        };
+        let mut ws = self.workspace.borrow_mut();
+        model
+            .qa_logits(&batch, &mut ws, self.pipeline.executor())
+            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
