@@ -9,7 +9,7 @@ use squint_kernels::Parallelism;
 
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
-use squint_kernels::parallel::{for_each_chunk, for_each_chunk_pair};
+use squint_kernels::parallel::for_each_chunk;
 
 use crate::exec::Executor;
 use crate::linear::{Linear, Output, Precision};
@@ -183,8 +183,12 @@ pub struct Workspace {
     qkv: Vec<f32>,
     context: Vec<f32>,
     heads: Vec<f32>,
-    scores: Vec<f32>,
     intermediate: Vec<f32>,
+}
+
+std::thread_local! {
+    /// Attention scores of the head a thread is working on.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -200,7 +204,6 @@ impl Workspace {
         grow(&mut self.qkv, t * 3 * c.hidden_size);
         grow(&mut self.context, t * c.hidden_size);
         grow(&mut self.heads, t * c.hidden_size);
-        grow(&mut self.scores, batch * c.num_attention_heads * seq * seq);
         grow(&mut self.intermediate, t * c.intermediate_size);
     }
 }
@@ -448,13 +451,10 @@ impl Bert {
         let scale = 1.0 / (d as f32).sqrt();
         let qkv = &ws.qkv[..n * l * 3 * h];
         let errors = std::sync::Mutex::new(None);
-        for_each_chunk_pair(
-            &mut ws.scores[..n * heads * l * l],
-            l * l,
-            &mut ws.heads[..n * l * h],
-            l * d,
-            par,
-            |task, scores, out| {
+        for_each_chunk(&mut ws.heads[..n * l * h], l * d, par, |task, out| {
+            // One l×l score matrix per thread, reused head after head, so it stays in cache.
+            SCORES.with_borrow_mut(|scores| {
+                grow(scores, l * l);
                 let (b, head) = (task / heads, task % heads);
                 let keys = batch.lengths[b];
                 let base = b * l * 3 * h + head * d;
@@ -467,13 +467,13 @@ impl Bert {
                     keys,
                     dim: d,
                 };
-                if let Err(e) = attention_head(head_inputs, scale, scores, l, out) {
+                if let Err(e) = attention_head(head_inputs, scale, &mut scores[..l * l], l, out) {
                     if let Ok(mut slot) = errors.lock() {
                         slot.get_or_insert(e);
                     }
                 }
-            },
-        );
+            })
+        });
         if let Some(e) = errors.into_inner().ok().flatten() {
             return Err(e.into());
         }

@@ -183,7 +183,7 @@ fn matmul_in_order(ops: Operands<'_>, c: &mut [f32], ldc: usize, scale: f32) {
             Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
         }
     }
-    matmul_in_order_generic::<4, 8>(ops, c, ldc, scale)
+    matmul_in_order_generic::<3, 16>(ops, c, ldc, scale)
 }
 
 /// `C = scale·(A·B)` in the fixed order, in tiles of `R` rows × `W` columns (accumulators in
@@ -336,5 +336,45 @@ mod tests {
         let h = HeadInputs { keys: 8, ..h };
         let err = attention_head(h, 1.0, &mut scores, 7, &mut out).unwrap_err();
         assert_eq!(err.what, "scores");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Not a test: `cargo test --release -- --ignored --nocapture attention_speed` prints the
+    /// time of one head at BERT shapes on this build (used to tune the wasm tiles in Node).
+    #[test]
+    #[ignore]
+    fn attention_speed() {
+        for (l, d, heads) in [(384usize, 32usize, 12usize), (384, 64, 12)] {
+            let stride = 3 * heads * d;
+            let qkv: Vec<f32> = (0..l * stride)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let head = HeadInputs {
+                q: &qkv,
+                k: &qkv[heads * d..],
+                v: &qkv[2 * heads * d..],
+                stride,
+                queries: l,
+                keys: l,
+                dim: d,
+            };
+            let (mut scores, mut out) = (vec![0.0; l * l], vec![0.0; l * d]);
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                attention_head(head, 0.125, &mut scores, l, &mut out).expect("shapes");
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let gflops = 4.0 * (l * l * d) as f64 / best / 1e9;
+            eprintln!(
+                "{} seq {l} dim {d}: {:.2} ms per head, {gflops:.1} GFLOP/s",
+                crate::isa().name(),
+                best * 1e3
+            );
+        }
     }
 }

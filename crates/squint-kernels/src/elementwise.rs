@@ -114,7 +114,7 @@ fn round_half_even(t: f32) -> f32 {
 #[inline(always)]
 fn quantize_row_generic(x: &[f32], out: &mut [u8]) -> (f32, i32) {
     assert_eq!(x.len(), out.len(), "quantize_row_u8: lengths differ");
-    let (lo, hi) = (lane_min(x).min(0.0), lane_max(x).max(0.0));
+    let (lo, hi) = (smaller(lane_min(x), 0.0), larger(lane_max(x), 0.0));
     let (scale, zero) = u8_params(lo, hi);
     let (inv, z) = (1.0 / scale, zero as f32);
     for (o, v) in out.iter_mut().zip(x) {
@@ -286,6 +286,27 @@ fn lane_sum(x: &[f32]) -> f32 {
     s
 }
 
+/// The larger of two floats as one compare-and-select (`a` on ties and NaN): a single
+/// instruction on x86 and wasm alike, where `f32::max`'s NaN rule costs a libm call on wasm.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// The smaller of two floats, as [`larger`].
+#[inline(always)]
+fn smaller(a: f32, b: f32) -> f32 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
 #[inline(always)]
 fn lane_max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
@@ -293,12 +314,12 @@ fn lane_max(x: &[f32]) -> f32 {
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..LANES {
-            acc[i] = acc[i].max(c[i]);
+            acc[i] = larger(acc[i], c[i]);
         }
     }
-    let mut m = reduce(acc, f32::max);
+    let mut m = reduce(acc, larger);
     for v in rest {
-        m = m.max(*v);
+        m = larger(m, *v);
     }
     m
 }
@@ -310,12 +331,12 @@ fn lane_min(x: &[f32]) -> f32 {
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..LANES {
-            acc[i] = acc[i].min(c[i]);
+            acc[i] = smaller(acc[i], c[i]);
         }
     }
-    let mut m = reduce(acc, f32::min);
+    let mut m = reduce(acc, smaller);
     for v in rest {
-        m = m.min(*v);
+        m = smaller(m, *v);
     }
     m
 }
