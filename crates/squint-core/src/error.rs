@@ -28,8 +28,6 @@ pub enum Error {
     #[error("thread pool: {0}")]
     Threads(String),
     #[error("kernel: {0}")]
-    Kernel(#[from] squint_kernels::MatmulError),
-    #[error("kernel: {0}")]
     PackedKernel(#[from] squint_kernels::PackedShapeError),
     #[error("kernel: {0}")]
     Int8Kernel(#[from] squint_kernels::int8::Int8ShapeError),

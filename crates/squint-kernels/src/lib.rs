@@ -9,12 +9,11 @@ pub mod attention;
 pub mod dispatch;
 pub mod elementwise;
 pub mod int8;
-pub mod matmul;
 pub mod packed;
 pub mod parallel;
 #[cfg(test)]
 mod test_util;
 
 pub use dispatch::{isa, Isa};
-pub use matmul::{matmul, MatMut, MatRef, MatmulError, Parallelism};
 pub use packed::{matmul_packed, Epilogue, PackedMatrix, PackedShapeError};
+pub use parallel::Parallelism;

@@ -8,7 +8,7 @@
 //! and 6 broadcasts of A feed 24 FMAs. (14×32 tiles measured ~10% slower here: more loads.)
 
 use crate::dispatch::Isa;
-use crate::matmul::Parallelism;
+use crate::parallel::Parallelism;
 use crate::parallel::{run_parallel, OutPtr};
 
 /// Columns per packed panel (four zmm registers).

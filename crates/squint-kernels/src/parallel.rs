@@ -2,7 +2,12 @@
 //! hosts, done in order on wasm. The kernels split GEMM columns with it, and the encoder its
 //! per-head and per-row loops.
 
-use crate::matmul::Parallelism;
+/// How many threads a kernel may use. `Threads(n)` runs on the caller's current rayon pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallelism {
+    Sequential,
+    Threads(usize),
+}
 
 /// A raw pointer to C that may cross threads (each thread owns disjoint columns).
 pub(crate) struct OutPtr<T>(pub(crate) *mut T);
