@@ -147,36 +147,13 @@ impl WebModel {
     }
 }
 
-/// The wire API's `parameters` (unknown fields refused, so a typo is not silently ignored).
+/// The wire API's `parameters` (defaults for missing fields, unknown fields refused, so a
+/// typo is not silently ignored); empty means all defaults.
 fn parse_params(json: &str) -> Result<QaParams, String> {
     if json.trim().is_empty() {
         return Ok(QaParams::default());
     }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Wire {
-        #[serde(alias = "topk")]
-        top_k: Option<usize>,
-        max_answer_len: Option<usize>,
-        max_seq_len: Option<usize>,
-        doc_stride: Option<usize>,
-        max_question_len: Option<usize>,
-        handle_impossible_answer: Option<bool>,
-        align_to_words: Option<bool>,
-    }
-    let wire: Wire = serde_json::from_str(json).map_err(|e| format!("parameters: {e}"))?;
-    let d = QaParams::default();
-    Ok(QaParams {
-        top_k: wire.top_k.unwrap_or(d.top_k),
-        max_answer_len: wire.max_answer_len.unwrap_or(d.max_answer_len),
-        max_seq_len: wire.max_seq_len.or(d.max_seq_len),
-        doc_stride: wire.doc_stride.or(d.doc_stride),
-        max_question_len: wire.max_question_len.unwrap_or(d.max_question_len),
-        handle_impossible_answer: wire
-            .handle_impossible_answer
-            .unwrap_or(d.handle_impossible_answer),
-        align_to_words: wire.align_to_words.unwrap_or(d.align_to_words),
-    })
+    serde_json::from_str(json).map_err(|e| format!("parameters: {e}"))
 }
 
 #[cfg(test)]

@@ -48,7 +48,9 @@ pub fn run(args: LogitsArgs) -> Result<()> {
     };
     let params = QaParams::default();
     for q in questions.iter().step_by(args.every.max(1)).take(args.limit) {
-        let windowed = pipeline.window_logits(&q.question, &q.context, &params)?;
+        let windowed = pipeline
+            .window_logits(&q.question, &q.context, &params)
+            .with_context(|| format!("question {} (article {})", q.id, q.article))?;
         let bits: Vec<String> = windowed
             .concatenated()
             .iter()

@@ -66,6 +66,15 @@ pub fn run(args: WebArgs) -> Result<()> {
         args.model
     };
     let models = dirs.iter().map(|d| describe(d)).collect::<Result<Vec<_>>>()?;
+    if models.len() == 2 && models[0].id == models[1].id {
+        bail!(
+            "both --model directories are {}: give one INT8 and one FP32 model for the toggle",
+            models[0].id
+        );
+    }
+    if models.len() > 2 {
+        bail!("--model at most twice (one INT8, one FP32)");
+    }
     let addr = args.bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], args.port)));
     let site = Site { root, models };
     crate::async_runtime()?.block_on(async move {
@@ -98,18 +107,21 @@ pub fn run(args: WebArgs) -> Result<()> {
 /// Reads what the page needs to know about a model directory (from its config and files).
 fn describe(dir: &Path) -> Result<Offered> {
     let files = squint_core::ModelFiles::from_dir(dir).with_context(|| format!("model {}", dir.display()))?;
-    let weights = match &files.weights {
-        squint_core::WeightsFile::Safetensors { name, .. } => name.clone(),
+    // The precision is in the weights' header: an INT8 artifact's metadata names its recipe.
+    let (weights, precision) = match &files.weights {
+        squint_core::WeightsFile::Safetensors { name, bytes } => {
+            let source = squint_core::weights::SafetensorsSource::new(name, bytes.as_ref())?;
+            let precision = match squint_core::artifact::Int8Artifact::open(&source)? {
+                Some(artifact) => artifact.metadata().recipe.precision(),
+                None => squint_core::Precision::Fp32,
+            };
+            (name.clone(), precision.name().to_string())
+        }
         _ => bail!("{}: the browser loads safetensors weights only", dir.display()),
     };
     if !dir.join("tokenizer.json").is_file() {
         bail!("{}: the browser needs tokenizer.json", dir.display());
     }
-    let model = squint_core::pipeline::load_model(
-        &squint_core::BertConfig::from_json(&files.config, "config.json")?,
-        &files.weights,
-    )?;
-    let precision = model.precision().name().to_string();
     let mut list = vec![
         "config.json".to_string(),
         "tokenizer.json".to_string(),

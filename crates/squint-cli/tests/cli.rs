@@ -377,3 +377,61 @@ fn eval_refuses_bad_data_files_clearly() {
         }
     }
 }
+
+#[test]
+fn logits_writes_bits_per_question_and_web_refuses_bad_setups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = squad_file(dir.path());
+    let out = squint()
+        .args(["logits", "--every", "2", "--limit", "5", "--model"])
+        .arg(tiny_model())
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every 2nd of 3 questions: q1 and q3; 8 hex digits per float, start and end per token.
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["q1", "q3"]
+    );
+    let bits = lines[0]["bits"].as_str().unwrap();
+    assert!(!bits.is_empty() && bits.len().is_multiple_of(16) && bits.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let web = |args: &[&str]| {
+        let out = squint().arg("web").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    let root_s = root.display().to_string();
+    let (code, err) = web(&["--root", &root_s]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no index.html"), "{err}");
+    std::fs::write(root.join("index.html"), "<!doctype html>").unwrap();
+    let (code, err) = web(&["--root", &root_s]);
+    assert!(code == Some(1) && err.contains("web/build.sh"), "{err}");
+    std::fs::create_dir_all(root.join("pkg")).unwrap();
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm-l6-squad-int8");
+    let b = bundled.display().to_string();
+    let (code, err) = web(&["--root", &root_s, "--model", &b, "--model", &b]);
+    assert!(
+        code == Some(1) && err.contains("both --model directories are int8-static"),
+        "{err}"
+    );
+    let (code, err) = web(&["--root", &root_s, "--model", "/nonexistent/model"]);
+    assert!(
+        code == Some(1) && err.contains("/nonexistent/model") && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -58,35 +58,31 @@ pub fn attention_head(
         keys,
         dim,
     } = head;
-    let rows_extent = |rows: usize| if rows == 0 { 0 } else { (rows - 1) * stride + dim };
-    let check = |what, needed: usize, len: usize| {
-        if needed > len || (what == "scores" && score_stride < keys) {
-            Err(AttentionShapeError {
-                what,
-                needed,
-                len,
-                queries,
-                keys,
-                dim,
-            })
-        } else {
-            Ok(())
-        }
+    let error = |what, needed, len| AttentionShapeError {
+        what,
+        needed,
+        len,
+        queries,
+        keys,
+        dim,
     };
-    check("q", rows_extent(queries), q.len())?;
-    check("k", rows_extent(keys), k.len())?;
-    check("v", rows_extent(keys), v.len())?;
-    check("scores", queries * score_stride, scores.len())?;
-    check("out", queries * dim, out.len())?;
     if stride < dim {
-        return Err(AttentionShapeError {
-            what: "row stride",
-            needed: dim,
-            len: stride,
-            queries,
-            keys,
-            dim,
-        });
+        return Err(error("row stride", dim, stride));
+    }
+    if score_stride < keys {
+        return Err(error("score row stride", keys, score_stride));
+    }
+    let rows_extent = |rows: usize| if rows == 0 { 0 } else { (rows - 1) * stride + dim };
+    for (what, needed, len) in [
+        ("q", rows_extent(queries), q.len()),
+        ("k", rows_extent(keys), k.len()),
+        ("v", rows_extent(keys), v.len()),
+        ("scores", queries * score_stride, scores.len()),
+        ("out", queries * dim, out.len()),
+    ] {
+        if needed > len {
+            return Err(error(what, needed, len));
+        }
     }
     if queries == 0 || dim == 0 {
         return Ok(());
@@ -108,25 +104,17 @@ fn attend(
     out: &mut [f32],
     kt: &mut Vec<f32>,
 ) {
-    let HeadInputs {
-        q,
-        k,
-        v,
-        stride,
-        queries,
-        keys,
-        dim,
-    } = head;
+    let (stride, queries, keys, dim) = (head.stride, head.queries, head.keys, head.dim);
     // Kᵀ as a dense [dim, keys] matrix, so both products stream rows of B.
     kt.clear();
     kt.resize(dim * keys, 0.0);
-    for (j, row) in k.chunks(stride).take(keys).enumerate() {
+    for (j, row) in head.k.chunks(stride).take(keys).enumerate() {
         for (t, &x) in row[..dim].iter().enumerate() {
             kt[t * keys + j] = x;
         }
     }
     let qk = Operands {
-        a: q,
+        a: head.q,
         lda: stride,
         b: kt,
         ldb: keys,
@@ -141,7 +129,7 @@ fn attend(
     let pv = Operands {
         a: scores,
         lda: score_stride,
-        b: v,
+        b: head.v,
         ldb: stride,
         m: queries,
         k: keys,
@@ -335,46 +323,8 @@ mod tests {
         assert_eq!(err.what, "k");
         let h = HeadInputs { keys: 8, ..h };
         let err = attention_head(h, 1.0, &mut scores, 7, &mut out).unwrap_err();
+        assert_eq!(err.what, "score row stride");
+        let err = attention_head(h, 1.0, &mut scores[..60], 8, &mut out).unwrap_err();
         assert_eq!(err.what, "scores");
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// Not a test: `cargo test --release -- --ignored --nocapture attention_speed` prints the
-    /// time of one head at BERT shapes on this build (used to tune the wasm tiles in Node).
-    #[test]
-    #[ignore]
-    fn attention_speed() {
-        for (l, d, heads) in [(384usize, 32usize, 12usize), (384, 64, 12)] {
-            let stride = 3 * heads * d;
-            let qkv: Vec<f32> = (0..l * stride)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let head = HeadInputs {
-                q: &qkv,
-                k: &qkv[heads * d..],
-                v: &qkv[2 * heads * d..],
-                stride,
-                queries: l,
-                keys: l,
-                dim: d,
-            };
-            let (mut scores, mut out) = (vec![0.0; l * l], vec![0.0; l * d]);
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                attention_head(head, 0.125, &mut scores, l, &mut out).expect("shapes");
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            let gflops = 4.0 * (l * l * d) as f64 / best / 1e9;
-            eprintln!(
-                "{} seq {l} dim {d}: {:.2} ms per head, {gflops:.1} GFLOP/s",
-                crate::isa().name(),
-                best * 1e3
-            );
-        }
     }
 }

@@ -14,8 +14,8 @@ use crate::dispatch::Isa;
 use crate::elementwise::{
     dequantize_row_generic, quantize_row_u8, quantize_row_u8_fixed, quantize_u8, u8_params,
 };
-use crate::matmul::Parallelism;
 use crate::packed::Epilogue;
+use crate::parallel::Parallelism;
 use crate::parallel::{for_each_chunk_pair, run_parallel, OutPtr};
 
 /// Columns per packed panel.
@@ -1048,35 +1048,5 @@ mod tests {
         assert!(matmul_u8i8(&mut c, 2, &[1; 5], 3, 2, &packed).is_err());
         matmul_u8i8(&mut c, 2, &[1; 6], 3, 2, &packed).unwrap();
         assert_eq!(c, vec![3; 4]);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// Not a test: `cargo test --release -- --ignored --nocapture int8_gemm_speed` prints GOP/s
-    /// of the layer shapes on this build's kernel (used to tune the wasm kernels in Node).
-    #[test]
-    #[ignore]
-    fn int8_gemm_speed() {
-        for (m, k, n) in [(384, 384, 1536), (384, 1536, 384), (384, 384, 1152)] {
-            let a: Vec<u8> = (0..m * k).map(|i| (i * 31 % 251) as u8).collect();
-            let w: Vec<i8> = (0..n * k).map(|i| (i * 17 % 255) as u8 as i8).collect();
-            let b = PackedI8::from_transposed(&w, n, k);
-            let mut c = vec![0i32; m * n];
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                matmul_u8i8(&mut c, n, &a, k, m, &b).expect("shapes");
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            let gops = 2.0 * (m * k * n) as f64 / best / 1e9;
-            eprintln!(
-                "{} {m}x{k}x{n}: {:.2} ms, {gops:.1} GOP/s",
-                crate::isa().name(),
-                best * 1e3
-            );
-        }
     }
 }
