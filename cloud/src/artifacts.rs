@@ -518,3 +518,16 @@ fn swap_in(staged: &Path, dir: &Path, work: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Downloads the model at `uri` into `dir` (the standard AWS chain; `AWS_ENDPOINT_URL_S3` for
+/// S3-compatible stores).
+pub async fn pull_model(uri: &str, dir: &Path) -> Result<Pulled> {
+    let settings = S3Settings {
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL_S3").ok(),
+        ..S3Settings::default()
+    };
+    let uri = S3Uri::parse(uri)?;
+    let s3 = client(&settings).await;
+    tracing::info!(bucket = %uri.bucket, prefix = %uri.prefix, dir = %dir.display(), "pulling the model from S3");
+    pull(&s3, &uri, dir, &|_, _| {}).await
+}

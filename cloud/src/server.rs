@@ -1,6 +1,7 @@
 //! The SageMaker bring-your-own-container HTTP contract on axum: `GET /ping`, `POST
-//! /invocations`, `GET /execution-parameters`. Inference runs one request at a time on the
-//! model's own thread pool (no oversubscription), behind a bounded queue that sheds load with 503.
+//! /invocations`, `GET /execution-parameters`. Inference runs on a [`Backend`] (native models
+//! here, sandboxed wasm instances in the edge gateway) at most [`Backend::concurrency`] requests
+//! at a time, behind a bounded queue that sheds load with 503.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use squint_core::{Answer, Pipeline, PipelineOptions, Precision};
+use squint_core::{Answer, Pipeline, PipelineOptions, Precision, QaParams};
 use tokio::sync::Semaphore;
 
 use crate::wire::{self, Version, WireError};
@@ -42,6 +43,83 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn format(&self) -> &'static str {
         self.pipeline.model().precision().name()
+    }
+}
+
+/// Why a backend could not answer; each maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The question, context or parameters are wrong: 400.
+    #[error("{0}")]
+    BadInput(String),
+    /// The request needs more than the backend allows (a sandbox's memory cap): 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request ran past its deadline: 504.
+    #[error("{0}")]
+    Deadline(String),
+    /// Anything else: 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Failure {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::BadInput(_) => StatusCode::BAD_REQUEST,
+            Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// What answers questions behind the HTTP contract.
+pub trait Backend: Send + Sync + 'static {
+    /// The loaded models' versions with their formats (`int8-static`, `fp32`), default first.
+    fn models(&self) -> Vec<(Version, &'static str)>;
+    /// How many requests may run at once.
+    fn concurrency(&self) -> usize;
+    /// The answers (best first) to one query on the model `version`, and the windows it took.
+    fn answer(
+        &self,
+        version: Version,
+        question: &str,
+        context: &str,
+        params: &QaParams,
+    ) -> Result<(Vec<Answer>, usize), Failure>;
+}
+
+/// Native models, one request at a time on their own thread pool (no oversubscription).
+impl Backend for Vec<LoadedModel> {
+    fn models(&self) -> Vec<(Version, &'static str)> {
+        self.iter().map(|m| (m.version, m.format())).collect()
+    }
+
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    fn answer(
+        &self,
+        version: Version,
+        question: &str,
+        context: &str,
+        params: &QaParams,
+    ) -> Result<(Vec<Answer>, usize), Failure> {
+        let model = self
+            .iter()
+            .find(|m| m.version == version)
+            .ok_or_else(|| Failure::Internal(format!("{} is not loaded", version.label())))?;
+        model
+            .pipeline
+            .answer_counted(question, context, params)
+            .map_err(|e| match e {
+                squint_core::Error::Input(_) | squint_core::Error::Parameter { .. } => {
+                    Failure::BadInput(e.to_string())
+                }
+                other => Failure::Internal(other.to_string()),
+            })
     }
 }
 
@@ -93,10 +171,9 @@ impl Default for Limits {
     }
 }
 
-/// Shared server state: the models once loaded, the inference gate and the queue count.
-#[derive(Debug)]
+/// Shared server state: the backend once loaded, the inference gate and the queue count.
 pub struct AppState {
-    models: OnceLock<Vec<LoadedModel>>,
+    backend: OnceLock<Box<dyn Backend>>,
     gate: Arc<Semaphore>,
     admitted: AtomicUsize,
     limits: Limits,
@@ -105,20 +182,32 @@ pub struct AppState {
 impl AppState {
     pub fn new(limits: Limits) -> Arc<AppState> {
         Arc::new(AppState {
-            models: OnceLock::new(),
-            gate: Arc::new(Semaphore::new(1)),
+            backend: OnceLock::new(),
+            gate: Arc::new(Semaphore::new(0)),
             admitted: AtomicUsize::new(0),
             limits,
         })
     }
 
-    /// Makes the models available; `/ping` turns 200 from here on. Only the first call counts.
-    pub fn set_models(&self, models: Vec<LoadedModel>) {
-        let _ = self.models.set(models);
+    /// Makes the backend available; `/ping` turns 200 from here on. Only the first call counts.
+    pub fn set_backend(&self, backend: impl Backend) {
+        let permits = backend.concurrency().max(1);
+        if self.backend.set(Box::new(backend)).is_ok() {
+            self.gate.add_permits(permits);
+        }
     }
 
-    pub fn models(&self) -> Option<&[LoadedModel]> {
-        self.models.get().map(Vec::as_slice)
+    pub fn backend(&self) -> Option<&dyn Backend> {
+        self.backend.get().map(|b| b.as_ref())
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("models", &self.backend().map(|b| b.models()))
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -134,10 +223,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Serves `router(state)` on `listener` while `load` runs on a blocking thread; stops accepting
 /// at `shutdown` (or when loading fails) and returns once in-flight requests are answered.
-pub async fn serve(
+pub async fn serve<B: Backend>(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
-    load: impl FnOnce() -> Result<Vec<LoadedModel>, String> + Send + 'static,
+    load: impl FnOnce() -> Result<B, String> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
@@ -145,12 +234,16 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         match load() {
-            Ok(models) => {
-                for m in &models {
-                    tracing::info!(version = m.version.label(), format = m.format(), "model loaded");
+            Ok(backend) => {
+                for (version, format) in backend.models() {
+                    tracing::info!(version = version.label(), format, "model loaded");
                 }
-                tracing::info!(ms = start.elapsed().as_millis() as u64, "ready");
-                loader_state.set_models(models);
+                tracing::info!(
+                    ms = start.elapsed().as_millis() as u64,
+                    concurrency = backend.concurrency(),
+                    "ready"
+                );
+                loader_state.set_backend(backend);
             }
             Err(e) => {
                 let _ = failed_tx.send(e);
@@ -181,8 +274,30 @@ pub async fn serve(
     }
 }
 
+/// SIGTERM (what SageMaker and Docker send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
 async fn ping(State(state): State<Arc<AppState>>) -> Response {
-    match state.models() {
+    match state.backend() {
         Some(_) => StatusCode::OK.into_response(),
         None => error(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading").into_response(),
     }
@@ -190,7 +305,7 @@ async fn ping(State(state): State<Arc<AppState>>) -> Response {
 
 async fn execution_parameters(State(state): State<Arc<AppState>>) -> Response {
     let body = json!({
-        "MaxConcurrentTransforms": 1,
+        "MaxConcurrentTransforms": state.backend().map_or(1, |b| b.concurrency()),
         "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": (state.limits.max_payload / (1024 * 1024)).max(1),
     });
@@ -353,7 +468,7 @@ async fn handle(
     }
     let input = content_format(headers)?;
     let output = accept_format(headers)?;
-    let Some(models) = state.models() else {
+    let Some(backend) = state.backend() else {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the model is still loading",
@@ -366,14 +481,15 @@ async fn handle(
         Format::JsonLines => wire::parse_jsonlines(&bytes).map_err(bad)?,
     };
     // Every request names a loaded model, or the default (first) one.
+    let models = backend.models();
     let mut chosen = Vec::with_capacity(requests.len());
     for request in &requests {
         let model = match request.version {
             None => models
                 .first()
                 .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded"))?,
-            Some(v) => models.iter().find(|m| m.version == v).ok_or_else(|| {
-                let loaded: Vec<&str> = models.iter().map(|m| m.version.label()).collect();
+            Some(v) => models.iter().find(|m| m.0 == v).ok_or_else(|| {
+                let loaded: Vec<&str> = models.iter().map(|m| m.0.label()).collect();
                 error(
                     StatusCode::BAD_REQUEST,
                     format!(
@@ -384,7 +500,7 @@ async fn handle(
                 )
             })?,
         };
-        chosen.push(model.version);
+        chosen.push(model.0);
     }
     // Admission: bounded queue, then one inference at a time.
     if state.admitted.fetch_add(1, Ordering::SeqCst) >= state.limits.queue {
@@ -441,27 +557,22 @@ async fn handle(
 /// The answers (best first) of each query of one request.
 type RequestAnswers = Vec<Vec<Answer>>;
 
-/// Answers every query of every request on its chosen model; input errors are 400s.
+/// Answers every query of every request on its chosen model; failures name the query.
 fn run(
     state: &AppState,
     requests: &[wire::Request],
     chosen: &[Version],
 ) -> Result<(Vec<RequestAnswers>, usize), ApiError> {
-    let models = state
-        .models()
+    let backend = state
+        .backend()
         .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading"))?;
     let mut windows = 0;
     let mut all = Vec::with_capacity(requests.len());
     for (r, (request, version)) in requests.iter().zip(chosen).enumerate() {
-        let model = models
-            .iter()
-            .find(|m| m.version == *version)
-            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "chosen model vanished"))?;
         let mut answers = Vec::with_capacity(request.queries.len());
         for (i, query) in request.queries.iter().enumerate() {
-            let (found, n) = model
-                .pipeline
-                .answer_counted(&query.question, &query.context, &request.params)
+            let (found, n) = backend
+                .answer(*version, &query.question, &query.context, &request.params)
                 .map_err(|e| {
                     let at = match (requests.len() > 1, request.batch) {
                         (true, true) => format!("line {}: inputs[{i}]: ", r + 1),
@@ -469,12 +580,7 @@ fn run(
                         (false, true) => format!("inputs[{i}]: "),
                         (false, false) => String::new(),
                     };
-                    match e {
-                        squint_core::Error::Input(_) | squint_core::Error::Parameter { .. } => {
-                            error(StatusCode::BAD_REQUEST, format!("{at}{e}"))
-                        }
-                        other => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{at}{other}")),
-                    }
+                    error(e.status(), format!("{at}{e}"))
                 })?;
             windows += n;
             answers.push(found);

@@ -2,7 +2,9 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::{WebFiles, WebModel};
+use squint_core::ModelBytes;
+
+use crate::WebModel;
 
 /// A model loaded in this WebAssembly instance.
 #[wasm_bindgen]
@@ -24,7 +26,7 @@ impl Squint {
         weights: Vec<u8>,
         manifest: Option<Vec<u8>>,
     ) -> Result<Squint, JsError> {
-        let files = WebFiles {
+        let files = ModelBytes {
             config,
             tokenizer,
             weights_name,
@@ -73,6 +75,7 @@ pub fn kernel() -> String {
 /// returns the kernels checked (JSON list) or throws the first difference.
 #[wasm_bindgen(js_name = selfTest)]
 pub fn self_test(cases: usize, seed: u32) -> Result<String, JsError> {
-    let kernels = crate::selftest::int8_kernels(cases, u64::from(seed)).map_err(|e| JsError::new(&e))?;
+    let kernels =
+        squint_kernels::selftest::int8_kernels(cases, u64::from(seed)).map_err(|e| JsError::new(&e))?;
     serde_json::to_string(&kernels).map_err(|e| JsError::new(&e.to_string()))
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use squint_cloud::server::{load_models, serve, AppState, Limits, ModelSpec, DEFAULT_MAX_PAYLOAD_MB};
+use squint_cloud::artifacts::pull_model;
+use squint_cloud::server::{
+    load_models, serve, shutdown_signal, AppState, Limits, ModelSpec, DEFAULT_MAX_PAYLOAD_MB,
+};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -103,43 +106,4 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .map_err(anyhow::Error::msg)
     })
-}
-
-/// Downloads the model at `uri` into `dir` (the standard AWS chain; `AWS_ENDPOINT_URL_S3` for
-/// S3-compatible stores).
-async fn pull_model(uri: &str, dir: &std::path::Path) -> Result<(), String> {
-    use squint_cloud::artifacts::{client, pull, S3Settings, S3Uri};
-    let settings = S3Settings {
-        endpoint_url: std::env::var("AWS_ENDPOINT_URL_S3").ok(),
-        ..S3Settings::default()
-    };
-    let uri = S3Uri::parse(uri).map_err(|e| e.to_string())?;
-    let s3 = client(&settings).await;
-    tracing::info!(bucket = %uri.bucket, prefix = %uri.prefix, dir = %dir.display(), "pulling the model from S3");
-    pull(&s3, &uri, dir, &|_, _| {})
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// SIGTERM (what SageMaker and Docker send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -8,6 +8,7 @@
 
 pub mod artifact;
 pub mod bert;
+pub mod bytes_model;
 pub mod calibrate;
 pub mod config;
 pub mod decode;
@@ -30,6 +31,7 @@ pub mod weights;
 pub mod window;
 
 pub use bert::{Batch, Bert, Workspace};
+pub use bytes_model::{BytesModel, ModelBytes};
 pub use config::{Activation, BertConfig};
 pub use decode::Answer;
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod int8;
 pub mod packed;
 pub mod parallel;
+pub mod selftest;
 #[cfg(test)]
 mod test_util;
 

@@ -1,9 +1,9 @@
 //! The INT8 kernels of this build checked against the scalar reference on random shapes, in
-//! the engine that runs the page: relaxed SIMD is lowered differently by each engine, and
-//! only a run inside the real one shows the result is exact there.
+//! the engine that runs them: relaxed SIMD is lowered differently by each engine (browsers,
+//! wasmtime), and only a run inside the real one shows the result is exact there.
 
-use squint_kernels::int8::{matmul_u8i8_with, PackedI8};
-use squint_kernels::Isa;
+use crate::int8::{matmul_u8i8_with, PackedI8};
+use crate::Isa;
 
 /// Runs `cases` random products (odd sizes, extremes included) on every kernel this build
 /// has; returns the kernels checked, or the first difference.

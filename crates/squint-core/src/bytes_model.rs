@@ -1,0 +1,234 @@
+//! A model handed over as bytes, for hosts without a filesystem (the browser module, the edge
+//! gateway's wasm guest): the files are checked against `manifest.json`, then loaded to run
+//! on one thread.
+
+use crate::bert::{Batch, Workspace};
+use crate::error::{Error, Result};
+use crate::files::{Bytes, ModelFiles, TokenizerFiles, WeightsFile};
+use crate::manifest::Manifest;
+use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::{Answer, QaParams};
+
+/// Weights file names a model directory may carry, INT8 first (as `ModelFiles::from_dir`).
+pub const WEIGHT_FILES: [&str; 2] = ["model.int8.safetensors", "model.safetensors"];
+
+/// The bytes of a model directory.
+#[derive(Debug)]
+pub struct ModelBytes<'a> {
+    pub config: &'a [u8],
+    pub tokenizer: &'a [u8],
+    /// One of [`WEIGHT_FILES`].
+    pub weights_name: &'a str,
+    pub weights: Vec<u8>,
+    /// `manifest.json`: required for INT8 artifacts (as on disk), checked when present.
+    pub manifest: Option<&'a [u8]>,
+}
+
+/// What was loaded: precision, the INT8 kernel running, the encoder's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub precision: &'static str,
+    pub kernel: &'static str,
+    pub layers: usize,
+    pub hidden: usize,
+    pub max_positions: usize,
+    pub weights_bytes: usize,
+}
+
+/// A loaded model running on the caller's thread.
+#[derive(Debug)]
+pub struct BytesModel {
+    pipeline: Pipeline,
+    info: ModelInfo,
+    /// Buffers of [`BytesModel::forward`], kept between calls.
+    workspace: std::cell::RefCell<Workspace>,
+}
+
+impl BytesModel {
+    /// Checks the files against the manifest, then builds the pipeline.
+    pub fn load(files: ModelBytes<'_>) -> Result<BytesModel> {
+        let ModelBytes {
+            config,
+            tokenizer,
+            weights_name,
+            weights,
+            manifest,
+        } = files;
+        if !WEIGHT_FILES.contains(&weights_name) {
+            return Err(Error::Checkpoint {
+                file: weights_name.to_string(),
+                message: format!("is not one of {}", WEIGHT_FILES.join(", ")),
+            });
+        }
+        match manifest {
+            Some(json) => {
+                let manifest = Manifest::from_json(json)?;
+                for (path, bytes) in [
+                    ("config.json", config),
+                    ("tokenizer.json", tokenizer),
+                    (weights_name, weights.as_slice()),
+                ] {
+                    manifest.verify(path, bytes)?;
+                }
+            }
+            None if weights_name == WEIGHT_FILES[0] => {
+                return Err(Error::Checkpoint {
+                    file: "manifest.json".into(),
+                    message: "an INT8 model needs its manifest.json (sizes and sha256 of every file)".into(),
+                })
+            }
+            None => {}
+        }
+        let weights_bytes = weights.len();
+        let model_files = ModelFiles {
+            config: config.to_vec(),
+            tokenizer: TokenizerFiles::Json(tokenizer.to_vec()),
+            weights: WeightsFile::Safetensors {
+                name: weights_name.to_string(),
+                bytes: Bytes::Owned(weights),
+            },
+        };
+        let options = PipelineOptions {
+            threads: Some(1),
+            batch: 1,
+            precision: None,
+        };
+        let pipeline = Pipeline::load(&model_files, options)?;
+        let config = pipeline.model().config();
+        let info = ModelInfo {
+            precision: pipeline.model().precision().name(),
+            kernel: squint_kernels::isa().name(),
+            layers: config.num_hidden_layers,
+            hidden: config.hidden_size,
+            max_positions: config.max_position_embeddings,
+            weights_bytes,
+        };
+        Ok(BytesModel {
+            pipeline,
+            info,
+            workspace: Default::default(),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The answers, best first, and how many windows the context took.
+    pub fn answer(&self, question: &str, context: &str, params: &QaParams) -> Result<(Vec<Answer>, usize)> {
+        self.pipeline.answer_counted(question, context, params)
+    }
+
+    /// Start and end logits of every window, concatenated window by window (parity tests).
+    pub fn logits(&self, question: &str, context: &str, params: &QaParams) -> Result<Vec<f32>> {
+        Ok(self
+            .pipeline
+            .window_logits(question, context, params)?
+            .concatenated())
+    }
+
+    /// One forward pass over exactly `seq` synthetic tokens (the ids `squint bench` and the
+    /// onnxruntime-web anchor use), for timing the encoder alone.
+    pub fn forward(&self, seq: usize) -> Result<()> {
+        let model = self.pipeline.model();
+        let config = model.config();
+        if seq == 0 || seq > config.max_position_embeddings {
+            return Err(Error::parameter(
+                "seq",
+                format!("must be 1..={}", config.max_position_embeddings),
+            ));
+        }
+        let ids: Vec<u32> = (0..seq)
+            .map(|i| ((1000 + i * 7919) % config.vocab_size) as u32)
+            .collect();
+        let types: Vec<u32> = (0..seq).map(|i| (i >= seq / 4) as u32).collect();
+        let batch = Batch {
+            ids: &ids,
+            types: &types,
+            lengths: &[seq],
+            seq_len: seq,
+        };
+        let mut ws = self.workspace.borrow_mut();
+        model
+            .qa_logits(&batch, &mut ws, self.pipeline.executor())
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn bundled() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm-l6-squad-int8")
+    }
+
+    fn read(name: &str) -> Vec<u8> {
+        std::fs::read(bundled().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    const AMAZON: &str = "The Amazon rainforest (Portuguese: Floresta Amazônica or Amazônia; Spanish: Selva Amazónica, Amazonía or usually Amazonia; French: Forêt amazonienne; Dutch: Amazoneregenwoud), also known in English as Amazonia or the Amazon Jungle, is a moist broadleaf forest that covers most of the Amazon basin of South America.";
+
+    #[test]
+    fn answers_like_the_native_pipeline_and_checks_the_manifest() {
+        let (config, tokenizer, manifest) =
+            (read("config.json"), read("tokenizer.json"), read("manifest.json"));
+        let files = |weights: Vec<u8>, manifest: Option<&'static [u8]>| ModelBytes {
+            config: Box::leak(config.clone().into_boxed_slice()),
+            tokenizer: Box::leak(tokenizer.clone().into_boxed_slice()),
+            weights_name: "model.int8.safetensors",
+            weights,
+            manifest,
+        };
+        let manifest: &'static [u8] = Box::leak(manifest.into_boxed_slice());
+        let model = BytesModel::load(files(read("model.int8.safetensors"), Some(manifest))).expect("loads");
+        let question = "Which name is also used to describe the Amazon rainforest in English?";
+        let params = QaParams::default();
+        let (got, windows) = model.answer(question, AMAZON, &params).expect("answers");
+        let native = Pipeline::from_dir(
+            &bundled(),
+            PipelineOptions {
+                threads: Some(1),
+                ..Default::default()
+            },
+        )
+        .expect("native loads");
+        assert_eq!(
+            got,
+            native.answer(question, AMAZON, &params).expect("native answers")
+        );
+        assert_eq!(windows, 1);
+        assert_eq!(model.info().precision, "int8-static");
+        assert_eq!(
+            model.logits(question, AMAZON, &params).expect("logits"),
+            native
+                .window_logits(question, AMAZON, &params)
+                .expect("native logits")
+                .concatenated()
+        );
+
+        let mut tampered = read("model.int8.safetensors");
+        tampered[1000] ^= 1;
+        let err = BytesModel::load(files(tampered, Some(manifest)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.int8.safetensors"), "{err}");
+        let err = BytesModel::load(files(read("model.int8.safetensors"), None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("manifest.json"), "{err}");
+        let mut wrong_name = files(read("model.int8.safetensors"), Some(manifest));
+        wrong_name.weights_name = "weights.bin";
+        let err = BytesModel::load(wrong_name).unwrap_err().to_string();
+        assert!(err.contains("weights.bin"), "{err}");
+        let err = model.answer("", AMAZON, &params).unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("question"), "{err}");
+        assert!(model.forward(0).is_err());
+        model.forward(16).expect("forward");
+    }
+}
