@@ -38,7 +38,7 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct GuestArgs {
     /// The squint:qa component (edge/build.sh builds it). Default: $SQUINT_EDGE_COMPONENT, else
-    /// target/edge/squint-qa-relaxed.wasm.
+    /// target/edge/squint-qa-simd128.wasm.
     #[arg(long, env = "SQUINT_EDGE_COMPONENT")]
     component: Option<PathBuf>,
     /// Where compiled components (.cwasm) are cached. Default: $XDG_CACHE_HOME/squint-edge or
@@ -57,7 +57,7 @@ impl GuestArgs {
     fn component(&self) -> PathBuf {
         self.component
             .clone()
-            .unwrap_or_else(|| PathBuf::from("target/edge/squint-qa-relaxed.wasm"))
+            .unwrap_or_else(|| PathBuf::from("target/edge/squint-qa-simd128.wasm"))
     }
 
     fn cache(&self) -> PathBuf {

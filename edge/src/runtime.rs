@@ -47,6 +47,10 @@ fn engine() -> Result<Engine, EdgeError> {
         .wasm_relaxed_simd(true)
         .epoch_interruption(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // `SQUINT_EDGE_PROFILE=perfmap`: name guest functions for `perf record` / `perf report`.
+    if std::env::var("SQUINT_EDGE_PROFILE").is_ok_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| EdgeError::Engine(format!("{e:#}")))
 }
 

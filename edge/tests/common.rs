@@ -30,15 +30,18 @@ pub fn bundled_int8() -> PathBuf {
     repo().join("models/minilm-l6-squad-int8")
 }
 
-/// The shared data folder's file, if this machine has it.
+/// A file of the shared data folder (`SQUINT_DATA_DIR`, else `../shared/data` beside the
+/// repository), if this machine has it; the test says when it skips.
 pub fn shared(path: &str) -> Option<PathBuf> {
-    let p = repo().join("../shared/data").join(path);
+    let dir = std::env::var_os("SQUINT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"));
+    let p = dir.join(path);
     if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED the part that needs {}: not on this machine", p.display());
-        None
+        return Some(p);
     }
+    eprintln!("SKIPPED the part that needs {}: not on this machine", p.display());
+    None
 }
 
 pub const AMAZON: &str = "The Amazon rainforest (Portuguese: Floresta Amazônica or Amazônia; Spanish: Selva Amazónica, Amazonía or usually Amazonia; French: Forêt amazonienne; Dutch: Amazoneregenwoud), also known in English as Amazonia or the Amazon Jungle, is a moist broadleaf forest that covers most of the Amazon basin of South America.";

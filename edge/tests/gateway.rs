@@ -89,7 +89,7 @@ async fn answers_and_errors_match_the_cloud_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_clients_all_get_the_native_answer() {
-    let edge = Server::start(pool("relaxed", 2, Limits::default())).await;
+    let edge = Server::start(pool("simd128", 2, Limits::default())).await;
     let native = native_server_models();
     let questions = [
         QUESTION,

@@ -637,6 +637,25 @@ mod wasm {
     /// Rows computed together: the widened weights are shared by them.
     const ROWS: usize = 3;
 
+    /// Calls `step(g)` for `g` in `0..n`, four per loop iteration: engines that spill the
+    /// loop-carried accumulators at every back edge (wasmtime with epoch interruption: its
+    /// check may call out, and every vector register is caller-saved) pay that once per four.
+    #[inline(always)]
+    fn unrolled(n: usize, mut step: impl FnMut(usize)) {
+        let mut g = 0;
+        while g + 4 <= n {
+            step(g);
+            step(g + 1);
+            step(g + 2);
+            step(g + 3);
+            g += 4;
+        }
+        while g < n {
+            step(g);
+            g += 1;
+        }
+    }
+
     /// simd128: weights widened to i16, `i32x4.dot_i16x8_s` against the activations
     /// (u8 ≤ 255, so i16 is exact). Each dot leaves two half sums per column, added pairwise
     /// at the end. Blocks of 3 rows × 8 columns (12 accumulators: 2x the speed of one row at a time
@@ -657,7 +676,7 @@ mod wasm {
             for chunk in 0..cols.div_ceil(8) {
                 // acc[r][2h] holds columns 4h, 4h+1 as (k0+k1, k2+k3) pairs; acc[r][2h+1] 4h+2, 4h+3.
                 let mut acc = [[i32x4_splat(0); 4]; ROWS];
-                for g in 0..groups {
+                let step = |acc: &mut [[v128; 4]; ROWS], g: usize| {
                     let w = &panel[(g * NR + 8 * chunk) * 4..];
                     let (b0, b1) = (load16(w), load16(&w[16..]));
                     let wide = [
@@ -672,7 +691,8 @@ mod wasm {
                             *sum = i32x4_add(*sum, i32x4_dot_i16x8(x, w));
                         }
                     }
-                }
+                };
+                unrolled(groups, |g| step(&mut acc, g));
                 let left = (cols - 8 * chunk).min(8);
                 for (r, halves) in acc.iter().enumerate().take(rows - r0) {
                     let sums: [v128; 2] = std::array::from_fn(|h| {
@@ -707,7 +727,7 @@ mod wasm {
             for chunk in 0..cols.div_ceil(8) {
                 let mut low = [[i32x4_splat(0); 2]; ROWS];
                 let mut high = [[i32x4_splat(0); 2]; ROWS];
-                for g in 0..groups {
+                let step = |low: &mut [[v128; 2]; ROWS], high: &mut [[v128; 2]; ROWS], g: usize| {
                     let w = &panel[(g * NR + 8 * chunk) * 4..];
                     let bytes = [load16(w), load16(&w[16..])];
                     for r in 0..ROWS {
@@ -719,7 +739,8 @@ mod wasm {
                             high[r][q] = i32x4_relaxed_dot_i8x16_i7x16_add(bytes[q], x_high, high[r][q]);
                         }
                     }
-                }
+                };
+                unrolled(groups, |g| step(&mut low, &mut high, g));
                 let left = (cols - 8 * chunk).min(8);
                 for r in 0..ROWS.min(rows - r0) {
                     let sums: [v128; 2] =
