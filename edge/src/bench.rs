@@ -14,6 +14,8 @@ use squint_cloud::server::{load_models, serve, AppState, Backend, Limits as Http
 use squint_cloud::wire::Version;
 use squint_core::QaParams;
 
+use squint_edge::pool::Pool;
+
 use crate::{async_runtime, start_pool, GuestArgs};
 
 #[derive(Args, Debug)]
@@ -188,8 +190,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     // The gateway: one instance (HTTP and direct), then two instances with two clients.
-    let mut direct_int8 = 0.0;
-    let mut http_int8 = 0.0;
+    let mut overhead = 0.0;
     for instances in [1, 2] {
         let pool = start_pool(&args.guest, &dirs, instances)?;
         // Every instance up before timing.
@@ -210,9 +211,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     }
                 }
                 let p50 = median(times);
-                if version == Version::Int8 {
-                    direct_int8 = p50;
-                }
                 record(
                     "edge, direct guest call (no HTTP), 1 instance",
                     version,
@@ -223,13 +221,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
         let kernel = pool.kernel().to_string();
+        let direct = pool.clone();
         rt.block_on(async {
             let server = start(pool).await?;
             for version in [Version::Int8, Version::Fp32] {
                 let r = load(&server.url, body(&context, version), args.requests, instances).await?;
-                if instances == 1 && version == Version::Int8 {
-                    http_int8 = r.p50_ms;
-                }
                 record(
                     &format!("edge gateway ({kernel}), {instances} instance(s), c={instances}"),
                     version,
@@ -237,6 +233,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     r.queries_per_second,
                     &mut rows,
                 );
+            }
+            if instances == 1 {
+                overhead = paired_overhead(&server.url, direct, args.requests).await?;
             }
             server.stop().await;
             anyhow::Ok(())
@@ -252,16 +251,50 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{line}");
     }
     println!(
-        "gateway overhead over a direct guest call (INT8 P50): {:.2} ms",
-        http_int8 - direct_int8
+        "gateway overhead over a direct guest call (median of {} alternated pairs, INT8, short context): {overhead:.2} ms",
+        args.requests
     );
     println!("cold start with cached .cwasm to first answer: {cold:.0} ms");
     if let Some(path) = &args.json {
-        let out = json!({"tokens": tokens, "rows": rows, "overhead_ms": http_int8 - direct_int8, "cold_start_ms": cold});
+        let out = json!({"tokens": tokens, "rows": rows, "overhead_ms": overhead, "cold_start_ms": cold});
         std::fs::write(path, serde_json::to_string_pretty(&out)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The gateway's own cost: a direct guest call and the same question over HTTP, alternated
+/// (so the machine's drift hits both), on a short context; the median of the differences.
+async fn paired_overhead(url: &str, pool: Pool, pairs: usize) -> Result<f64> {
+    let client = reqwest::Client::new();
+    let body = json!({"question": QUESTION, "context": SENTENCES[0]}).to_string();
+    let mut diffs = Vec::with_capacity(pairs);
+    for i in 0..pairs + 2 {
+        let pool = pool.clone();
+        let direct = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            pool.answer(Version::Int8, QUESTION, SENTENCES[0], &QaParams::default())
+                .map(|_| start.elapsed().as_secs_f64() * 1e3)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("direct call: {e}"))?;
+        let start = Instant::now();
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("{url}: {}", response.status());
+        }
+        response.bytes().await?;
+        let http = start.elapsed().as_secs_f64() * 1e3;
+        if i >= 2 {
+            diffs.push(http - direct);
+        }
+    }
+    Ok(median(diffs))
 }
 
 /// Milliseconds from spawning `squint-edge serve` (one instance, INT8) to its first answer.
