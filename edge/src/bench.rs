@@ -267,7 +267,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// A question and a one-sentence context (20 tokens): the inference is short, so the
 /// timing noise of the guest call does not swamp the gateway's own cost.
-const SHORT: (&str, &str) = ("What is Amazonia?", "Amazonia is the moist broadleaf forest of the Amazon basin.");
+const SHORT: (&str, &str) = (
+    "What is Amazonia?",
+    "Amazonia is the moist broadleaf forest of the Amazon basin.",
+);
 
 /// Pairs timed for the gateway's overhead (each pair is two short inferences).
 const OVERHEAD_PAIRS: usize = 200;

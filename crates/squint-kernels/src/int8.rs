@@ -6,9 +6,10 @@
 //! layout of `vpdpbusd` (four u8·s8 products summed into one i32 lane). `A` (activations) is
 //! packed per call into tiles of [`MR`] rows, four k at a time, broadcast as one i32.
 //!
-//! AVX2 has no exact u8·s8 dot: `vpmaddubsw` saturates pairs at i16. It is used only for
-//! weights packed as 7-bit (|w| ≤ 64, see [`PackedI8::seven_bit`]): then 2·255·64 = 32640 fits
-//! and the result is exact; other weights run the VNNI or scalar kernel.
+//! AVX2 has no exact u8·s8 dot: `vpmaddubsw` saturates pairs at i16. For weights packed as
+//! 7-bit (|w| ≤ 64, see [`PackedI8::seven_bit`]) one `vpmaddubsw` is exact (2·255·64 = 32640
+//! fits); for any other weights the activations are split into low 7 bits and top bit, two
+//! exact `vpmaddubsw` each.
 
 use crate::dispatch::Isa;
 use crate::elementwise::{
@@ -106,7 +107,7 @@ impl PackedI8 {
         &self.col_sums
     }
 
-    /// Whether every weight lies in [-64, 63], so the AVX2 kernel is exact.
+    /// Whether every weight lies in [-64, 63], so one `vpmaddubsw` per product is exact on AVX2.
     pub fn seven_bit(&self) -> bool {
         self.seven_bit
     }
@@ -137,11 +138,8 @@ pub fn int8_kernel(b: &PackedI8) -> Isa {
     kernel_for(crate::isa(), b)
 }
 
-fn kernel_for(isa: Isa, b: &PackedI8) -> Isa {
-    match isa {
-        Isa::Avx2 if !b.seven_bit => Isa::Scalar,
-        other => other,
-    }
+fn kernel_for(isa: Isa, _b: &PackedI8) -> Isa {
+    isa
 }
 
 /// `C = A·B` exactly in i32, for `m` rows; `a` is `[m, k]` u8 with row stride `lda`, `c` is
@@ -494,6 +492,7 @@ fn panel_product(isa: Isa, packed: &[u8], m: usize, b: &PackedI8, p: usize, acc:
             let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
             tile(
                 isa,
+                b.seven_bit,
                 MR,
                 gc,
                 a_block,
@@ -526,6 +525,7 @@ fn pack_a(buf: &mut Vec<u8>, a: &[u8], lda: usize, m: usize, k: usize, k4: usize
 #[allow(clippy::too_many_arguments)]
 fn tile(
     isa: Isa,
+    seven_bit: bool,
     rows: usize,
     groups: usize,
     a: &[u8],
@@ -548,8 +548,11 @@ fn tile(
         Isa::AvxVnni => {
             return unsafe { x86::tile_avxvnni(rows, groups, a, panel, c, ldc, cols, accumulate) }
         }
-        // SAFETY: Avx2 is only returned when avx2 was detected, and only for 7-bit weights.
-        Isa::Avx2 => return unsafe { x86::tile_avx2(rows, groups, a, panel, c, ldc, cols, accumulate) },
+        // SAFETY: Avx2 is only returned when avx2 was detected; `seven_bit` is the panel's
+        // own record that every weight lies in [-64, 63].
+        Isa::Avx2 => {
+            return unsafe { x86::tile_avx2(seven_bit, rows, groups, a, panel, c, ldc, cols, accumulate) }
+        }
         Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
@@ -560,7 +563,7 @@ fn tile(
     if isa == Isa::Simd128 || isa == Isa::RelaxedSimd {
         return wasm::tile_simd128(rows, groups, a, panel, c, ldc, cols, accumulate);
     }
-    let _ = isa;
+    let _ = (isa, seven_bit);
     tile_scalar(rows, groups, a, panel, c, ldc, cols, accumulate);
 }
 
@@ -827,18 +830,21 @@ mod x86 {
         accumulate: bool,
     ) {
         // SAFETY: the caller's contract, and avxvnni is enabled here.
-        unsafe { tile_ymm::<true>(rows, groups, a, panel, c, ldc, cols, accumulate) }
+        unsafe { tile_ymm::<VNNI>(rows, groups, a, panel, c, ldc, cols, accumulate) }
     }
 
-    /// AVX2 for 7-bit weights: `vpmaddubsw` + `vpmaddwd`, exact because pair sums of
-    /// 255·64 stay within i16. Compiled without avxvnni so no VNNI instruction can appear.
+    /// AVX2. For 7-bit weights one `vpmaddubsw` + `vpmaddwd` per product is exact (pair sums
+    /// of 255·64 fit i16); for any other weights each activation byte is split into its low 7
+    /// bits and its top bit (0 or 128), each half with its own `vpmaddubsw` (pair sums of
+    /// 2·127·128 and 2·128·128 fit). Compiled without avxvnni so no VNNI instruction appears.
     ///
     /// # Safety
-    /// Requires avx2; every weight must be in [-64, 63]; buffer sizes as for
+    /// Requires avx2; with `seven_bit`, every weight must be in [-64, 63]; buffer sizes as for
     /// [`tile_avx512vnni`].
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile_avx2(
+        seven_bit: bool,
         rows: usize,
         groups: usize,
         a: &[u8],
@@ -848,17 +854,29 @@ mod x86 {
         cols: usize,
         accumulate: bool,
     ) {
-        // SAFETY: the caller's contract; the VNNI branch is compiled out (VNNI = false).
-        unsafe { tile_ymm::<false>(rows, groups, a, panel, c, ldc, cols, accumulate) }
+        // SAFETY: the caller's contract; the VNNI branch is compiled out.
+        unsafe {
+            if seven_bit {
+                tile_ymm::<SEVEN_BIT>(rows, groups, a, panel, c, ldc, cols, accumulate)
+            } else {
+                tile_ymm::<SPLIT>(rows, groups, a, panel, c, ldc, cols, accumulate)
+            }
+        }
     }
 
-    /// The 256-bit micro-kernel body shared by [`tile_avxvnni`] and [`tile_avx2`].
+    /// [`tile_ymm`] modes: `vpdpbusd`; one saturation-free `vpmaddubsw` (7-bit weights);
+    /// activations split in two so any weight is exact.
+    const VNNI: u8 = 0;
+    const SEVEN_BIT: u8 = 1;
+    const SPLIT: u8 = 2;
+
+    /// The 256-bit micro-kernel body shared by the AVX-VNNI and AVX2 wrappers.
     ///
     /// # Safety
-    /// As for the two wrappers; must be inlined into one of them.
+    /// As for the wrappers; must be inlined into one of them.
     #[inline(always)]
     #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // unrolled register loops
-    unsafe fn tile_ymm<const VNNI: bool>(
+    unsafe fn tile_ymm<const MODE: u8>(
         rows: usize,
         groups: usize,
         a: &[u8],
@@ -871,8 +889,14 @@ mod x86 {
         // 16 ymm registers: 2 rows × 4 ymm (32 columns) of accumulators at a time, so the
         // 6×64 tile takes 2 column halves × 3 row pairs.
         let (ap, bp) = (a.as_ptr(), panel.as_ptr());
-        // SAFETY: avx2 is enabled in both callers this body is inlined into.
-        let ones = unsafe { _mm256_set1_epi16(1) };
+        // SAFETY: avx2 is enabled in every caller this body is inlined into.
+        let (ones, low7, top) = unsafe {
+            (
+                _mm256_set1_epi16(1),
+                _mm256_set1_epi8(0x7f),
+                _mm256_set1_epi8(0x80u8 as i8),
+            )
+        };
         for half in 0..2 {
             for r0 in (0..MR).step_by(2) {
                 // SAFETY: as above.
@@ -888,13 +912,20 @@ mod x86 {
                             let x = _mm256_set1_epi32(
                                 ap.add((g * MR + r0 + r) * 4).cast::<i32>().read_unaligned(),
                             );
+                            let (low, high) = (_mm256_and_si256(x, low7), _mm256_and_si256(x, top));
                             for j in 0..4 {
-                                acc[r][j] = if VNNI {
-                                    // VNNI is true only inside `tile_avxvnni`.
-                                    _mm256_dpbusd_avx_epi32(acc[r][j], x, b[j])
-                                } else {
-                                    let pairs = _mm256_maddubs_epi16(x, b[j]);
-                                    _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones))
+                                acc[r][j] = match MODE {
+                                    // VNNI only inside `tile_avxvnni`.
+                                    VNNI => _mm256_dpbusd_avx_epi32(acc[r][j], x, b[j]),
+                                    SEVEN_BIT => {
+                                        let pairs = _mm256_maddubs_epi16(x, b[j]);
+                                        _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones))
+                                    }
+                                    _ => {
+                                        let low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, b[j]), ones);
+                                        let high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, b[j]), ones);
+                                        _mm256_add_epi32(acc[r][j], _mm256_add_epi32(low, high))
+                                    }
                                 };
                             }
                         }
@@ -1051,13 +1082,26 @@ mod tests {
     }
 
     #[test]
-    fn avx2_runs_only_for_seven_bit_weights() {
+    fn avx2_is_exact_for_seven_bit_and_full_weights_at_the_extremes() {
         let full = PackedI8::from_transposed(&[-128, 5, 7, 9], 2, 2);
         let seven = PackedI8::from_transposed(&[-64, 5, 7, 63], 2, 2);
         assert!(!full.seven_bit() && seven.seven_bit());
-        assert_eq!(kernel_for(Isa::Avx2, &full), Isa::Scalar);
-        assert_eq!(kernel_for(Isa::Avx2, &seven), Isa::Avx2);
+        assert_eq!(kernel_for(Isa::Avx2, &full), Isa::Avx2);
         assert_eq!(full.col_sums(), &[-123, 16]);
+        // Where one vpmaddubsw would saturate: 255·(-128) + 255·(-128) < i16::MIN.
+        let (m, k, n) = (7, 67, 70);
+        let a = vec![255u8; m * k];
+        for w in [-128i8, 127, -64, 63] {
+            let b = PackedI8::from_transposed(&vec![w; n * k], n, k);
+            for isa in Isa::available() {
+                let mut c = vec![0i32; m * n];
+                matmul_u8i8_with(isa, &mut c, n, &a, k, m, &b).unwrap();
+                assert!(
+                    c.iter().all(|&v| v == 255 * w as i32 * k as i32),
+                    "{isa:?}, w = {w}"
+                );
+            }
+        }
     }
 
     #[test]
