@@ -435,38 +435,34 @@ impl ColumnsJob<'_> {
             col_scale,
             epilogue,
         } = *self;
-        PANEL_ACC.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut borrowed = cell.try_borrow_mut();
-            let acc = match borrowed.as_mut() {
-                Ok(a) => &mut **a,
-                Err(_) => &mut fresh,
-            };
-            for p in panels {
-                let (c0, cols) = (p * NR, NR.min(b.n - p * NR));
-                panel_product(isa, packed, m, b, p, acc);
-                let (col_sums, col_scale) = (&b.col_sums[c0..c0 + cols], &col_scale[c0..c0 + cols]);
-                let bias = epilogue.bias.map(|bias| &bias[c0..c0 + cols]);
-                for (row, q) in quant.iter().enumerate().take(m) {
-                    // SAFETY: row < m and columns c0..c0+cols are inside C (caller's contract).
-                    let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + c0), cols) };
-                    let acc_row = &acc[row * NR..row * NR + cols];
-                    dequantize_row_generic(
-                        out,
-                        acc_row,
-                        q.zero,
-                        q.scale,
-                        col_sums,
-                        col_scale,
-                        bias,
-                        epilogue.accumulate,
-                    );
-                    if let Some(activation) = epilogue.activation {
-                        activation(out);
-                    }
+        // Taken out of the thread local rather than used inside `with`: the closure would be
+        // compiled apart from this function, without its vector ISA (an SSE2 epilogue).
+        let mut acc = PANEL_ACC.with(|cell| cell.take());
+        for p in panels {
+            let (c0, cols) = (p * NR, NR.min(b.n - p * NR));
+            panel_product(isa, packed, m, b, p, &mut acc);
+            let (col_sums, col_scale) = (&b.col_sums[c0..c0 + cols], &col_scale[c0..c0 + cols]);
+            let bias = epilogue.bias.map(|bias| &bias[c0..c0 + cols]);
+            for (row, q) in quant.iter().enumerate().take(m) {
+                // SAFETY: row < m and columns c0..c0+cols are inside C (caller's contract).
+                let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + c0), cols) };
+                let acc_row = &acc[row * NR..row * NR + cols];
+                dequantize_row_generic(
+                    out,
+                    acc_row,
+                    q.zero,
+                    q.scale,
+                    col_sums,
+                    col_scale,
+                    bias,
+                    epilogue.accumulate,
+                );
+                if let Some(activation) = epilogue.activation {
+                    activation(out);
                 }
             }
-        });
+        }
+        PANEL_ACC.with(|cell| cell.replace(acc));
     }
 }
 
