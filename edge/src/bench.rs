@@ -13,7 +13,6 @@ use squint_cloud::loadtest::{self, LoadOptions, Report};
 use squint_cloud::server::{load_models, serve, AppState, Backend, Limits as HttpLimits, ModelSpec};
 use squint_cloud::wire::Version;
 use squint_core::QaParams;
-
 use squint_edge::pool::Pool;
 
 use crate::{async_runtime, start_pool, GuestArgs};
