@@ -287,7 +287,50 @@ fn run_gemm(args: &BenchArgs) -> Result<()> {
                 println!("{layer:>14} {m:>5} {k:>5} {n:>5} {t:>7} {median:>10.3} {gflops:>8.1}");
                 run_int8_gemm(&exec, m, k, n, par, args)?;
             }
+            run_attention(&config, m, args)?;
         }
+    }
+    Ok(())
+}
+
+/// One layer's attention (every head, one thread) as the model runs it, softmax(Q·Kᵀ)·V with
+/// f32 (FP32 models) and exact int16 products (INT8 models); G(FL)OP/s counts the products.
+fn run_attention(config: &BertConfig, seq: usize, args: &BenchArgs) -> Result<()> {
+    use squint_kernels::attention::{attention_head, HeadInputs, Numerics};
+    let (h, heads, d) = (config.hidden_size, config.num_attention_heads, config.head_dim());
+    let qkv: Vec<f32> = (0..seq * 3 * h)
+        .map(|i| ((i % 83) as f32 - 41.0) / 41.0)
+        .collect();
+    let mut scores = vec![0.0f32; seq * seq];
+    let mut out = vec![0.0f32; seq * d];
+    let scale = 1.0 / (d as f32).sqrt();
+    for numerics in [Numerics::F32, Numerics::Int16] {
+        let mut times = Vec::new();
+        for i in 0..args.warmup + args.iters {
+            let start = Instant::now();
+            for head in 0..heads {
+                let inputs = HeadInputs {
+                    q: &qkv[head * d..],
+                    k: &qkv[h + head * d..],
+                    v: &qkv[2 * h + head * d..],
+                    stride: 3 * h,
+                    queries: seq,
+                    keys: seq,
+                    dim: d,
+                };
+                attention_head(inputs, scale, numerics, &mut scores, seq, &mut out)?;
+            }
+            if i >= args.warmup {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let gflops = 4.0 * (heads * seq * seq * d) as f64 / (median * 1e6);
+        println!(
+        "{:>14} {seq:>5} {d:>5} {seq:>5} {:>7} {median:>10.3} {gflops:>8.1}  ({heads} heads, {} products, softmax included)",
+        "attention", 1, numerics.name()
+    );
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use squint_core::calibrate::Observer;
 use squint_core::quant::Role;
 use squint_core::quantize::{default_per_token, quantize_model, write_dir, CalibrationData, QuantizeOptions};
 use squint_core::ModelFiles;
+use squint_kernels::attention::Numerics;
 
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
@@ -42,6 +43,10 @@ pub struct QuantizeArgs {
     /// Threads for calibration (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Attention's two products: int16 (exact integer, ~15% faster end to end on bert-base)
+    /// or f32 (as the FP32 model).
+    #[arg(long, default_value = "int16")]
+    attention: String,
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
@@ -65,6 +70,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?,
     };
+    let attention = Numerics::parse(&args.attention)
+        .with_context(|| format!("unknown --attention {:?} (int16, f32)", args.attention))?;
     if recipe == Recipe::Dynamic && args.calib.is_some() {
         bail!("--calib is for the static recipe; the dynamic recipe needs no calibration");
     }
@@ -97,6 +104,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         per_token,
         calibration,
         threads: args.threads,
+        attention,
     };
     let bar = ProgressBar::new(args.samples as u64).with_style(
         ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} questions, {per_sec} eta {eta}")

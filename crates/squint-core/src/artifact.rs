@@ -11,6 +11,7 @@
 //!   and `.input_zero_point` U8 `[1]`. `qkv` is query, key and value stacked, `[3h, h]`.
 //!
 //! `__metadata__` holds the format name and version, the recipe, which inputs stay per token,
+//! how attention computes (`attention`: `int16` or `f32`, absent in older files: `f32`),
 //! calibration provenance and the source checkpoint's sha256. Loading checks all of it and
 //! refuses a file with missing, extra or ill-shaped tensors.
 
@@ -18,6 +19,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use safetensors::Dtype;
+use squint_kernels::attention::Numerics;
 use squint_kernels::int8::RowQuant;
 
 use crate::bert::{fp32_linear, ParamSource, WordEmbeddings};
@@ -89,6 +91,8 @@ pub struct Int8Metadata {
     /// Roles whose inputs stay quantized per token (all of them in the dynamic recipe).
     pub per_token: BTreeSet<Role>,
     pub calibration: Option<CalibrationInfo>,
+    /// How attention's two products are computed (`attention`; artifacts without it: f32).
+    pub attention: Numerics,
     /// The FP32 checkpoint's file name and sha256 (None when quantized in memory at load).
     pub source_file: String,
     pub source_sha256: Option<String>,
@@ -97,16 +101,29 @@ pub struct Int8Metadata {
 const LAYOUT: &str = "weights int8 row-major [out_features, in_features], symmetric per output channel \
 (scale = max|w|/127, values in [-127, 127]); attention.self.qkv = query, key, value rows stacked; \
 word embeddings int8 symmetric per row; activations u8 affine, per token unless the layer has input_scale";
-const FLOAT_PARTS: &str = "position and token-type embeddings, LayerNorm, attention (QK^T, softmax, PV), \
-GELU, residual adds, qa_outputs";
+/// `float_parts` for each attention choice.
+fn float_parts(attention: Numerics) -> &'static str {
+    match attention {
+        Numerics::F32 => {
+            "position and token-type embeddings, LayerNorm, attention (QK^T, softmax, PV), \
+GELU, residual adds, qa_outputs"
+        }
+        Numerics::Int16 => {
+            "position and token-type embeddings, LayerNorm, softmax, GELU, residual adds, \
+qa_outputs; attention's QK^T and PV are exact int16 products (Q, K per row, V per column, \
+probabilities as round(p*32767))"
+        }
+    }
+}
 
 impl Int8Metadata {
     /// The dynamic recipe's metadata: every input per token, no calibration.
-    pub fn dynamic(source_file: &str, source_sha256: Option<String>) -> Int8Metadata {
+    pub fn dynamic(source_file: &str, source_sha256: Option<String>, attention: Numerics) -> Int8Metadata {
         Int8Metadata {
             recipe: Recipe::Dynamic,
             per_token: Role::ALL.into_iter().collect(),
             calibration: None,
+            attention,
             source_file: source_file.to_string(),
             source_sha256,
         }
@@ -129,7 +146,8 @@ impl Int8Metadata {
                 .join(","),
         );
         put("weight_layout", LAYOUT.into());
-        put("float_parts", FLOAT_PARTS.into());
+        put("float_parts", float_parts(self.attention).into());
+        put("attention", self.attention.name().into());
         put("source_file", self.source_file.clone());
         put(
             "source_sha256",
@@ -197,6 +215,12 @@ impl Int8Metadata {
         } else {
             None
         };
+        // Written since attention could be integer; older artifacts keep f32 attention.
+        let attention = match m.get("attention") {
+            None => Numerics::F32,
+            Some(name) => Numerics::parse(name)
+                .ok_or_else(|| bad(format!("unknown attention {name:?} (f32, int16)")))?,
+        };
         let source_sha256 = match get("source_sha256")? {
             "none" => None,
             s => Some(s.to_string()),
@@ -205,6 +229,7 @@ impl Int8Metadata {
             recipe,
             per_token,
             calibration,
+            attention,
             source_file: get("source_file")?.to_string(),
             source_sha256,
         }))
@@ -507,5 +532,9 @@ impl<B: AsRef<[u8]>> ParamSource for Int8Artifact<'_, B> {
 
     fn precision(&self) -> Precision {
         self.meta.recipe.precision()
+    }
+
+    fn attention(&self) -> Numerics {
+        self.meta.attention
     }
 }

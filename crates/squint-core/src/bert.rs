@@ -1,7 +1,7 @@
 //! The BERT encoder, top to bottom: embeddings, N × (self-attention, feed-forward), and the
 //! question-answering head. Reads like the architecture; the arithmetic is in squint-kernels.
 
-use squint_kernels::attention::{attention_head, HeadInputs};
+use squint_kernels::attention::{attention_head, HeadInputs, Numerics};
 use squint_kernels::elementwise::{
     dot, gelu_erf_in_place, gelu_tanh_in_place, layer_norm_in_place, relu_in_place,
 };
@@ -57,6 +57,10 @@ pub trait ParamSource {
     fn linear(&self, site: Site, out_features: usize, in_features: usize) -> Result<Linear>;
     /// The arithmetic these parameters make the encoder run.
     fn precision(&self) -> Precision;
+    /// How attention's products are computed (FP32 checkpoints: f32).
+    fn attention(&self) -> Numerics {
+        Numerics::F32
+    }
 }
 
 impl ParamSource for WeightReader<'_> {
@@ -225,6 +229,7 @@ pub struct Bert {
     layers: Vec<Layer>,
     qa_outputs: Option<QaHead>,
     precision: Precision,
+    attention: Numerics,
 }
 
 impl Bert {
@@ -265,6 +270,7 @@ impl Bert {
             layers,
             qa_outputs,
             precision: r.precision(),
+            attention: r.attention(),
         })
     }
 
@@ -274,6 +280,11 @@ impl Bert {
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// How attention's products are computed (from the INT8 artifact's metadata).
+    pub fn attention_numerics(&self) -> Numerics {
+        self.attention
     }
 
     pub fn has_qa_head(&self) -> bool {
@@ -449,6 +460,7 @@ impl Bert {
         let (h, heads, d, l) = (c.hidden_size, c.num_attention_heads, c.head_dim(), batch.seq_len);
         let n = batch.size();
         let scale = 1.0 / (d as f32).sqrt();
+        let numerics = self.attention;
         let qkv = &ws.qkv[..n * l * 3 * h];
         let errors = std::sync::Mutex::new(None);
         for_each_chunk(&mut ws.heads[..n * l * h], l * d, par, |task, out| {
@@ -467,7 +479,7 @@ impl Bert {
                     keys,
                     dim: d,
                 };
-                if let Err(e) = attention_head(head_inputs, scale, &mut scores[..l * l], l, out) {
+                if let Err(e) = attention_head(head_inputs, scale, numerics, &mut scores[..l * l], l, out) {
                     if let Ok(mut slot) = errors.lock() {
                         slot.get_or_insert(e);
                     }

@@ -117,7 +117,7 @@ fn from_checkpoint(
     match precision.unwrap_or(Precision::Fp32) {
         Precision::Fp32 => Bert::load(config, &reader),
         Precision::Int8Dynamic => {
-            let meta = Int8Metadata::dynamic(source.file(), None);
+            let meta = Int8Metadata::dynamic(source.file(), None, squint_kernels::attention::Numerics::Int16);
             load_int8_bytes(config, write_int8(config, &reader, &meta, None)?)
         }
         Precision::Int8Static => Err(Error::Checkpoint {

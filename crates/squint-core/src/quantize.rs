@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use squint_kernels::attention::Numerics;
+
 use crate::artifact::{write_int8, CalibrationInfo, Int8Metadata, Recipe, INT8_FILE};
 use crate::calibrate::{Calibrator, Observer};
 use crate::config::BertConfig;
@@ -39,6 +41,9 @@ pub struct QuantizeOptions<'a> {
     pub calibration: Option<CalibrationData<'a>>,
     /// Threads for calibration (`None`: all cores).
     pub threads: Option<usize>,
+    /// Attention's products: [`Numerics::Int16`] unless told otherwise (see its EM/F1 in
+    /// models/README.md).
+    pub attention: Numerics,
 }
 
 /// The static recipe's default: the FFN's two inputs stay per token (FFN-in reads LayerNorm
@@ -86,7 +91,10 @@ pub fn quantize_model(
     let source: &dyn TensorSource = owned_source.as_ref();
     let reader = WeightReader::new(source);
     let (meta, ranges) = match options.recipe {
-        Recipe::Dynamic => (Int8Metadata::dynamic(source.file(), Some(source_sha256)), None),
+        Recipe::Dynamic => (
+            Int8Metadata::dynamic(source.file(), Some(source_sha256), options.attention),
+            None,
+        ),
         Recipe::Static => {
             let data = options.calibration.as_ref().ok_or_else(|| {
                 Error::parameter("calib", "the static recipe needs calibration data (--calib FILE)")
@@ -117,6 +125,7 @@ pub fn quantize_model(
                         seed: data.seed,
                         observer: data.observer.name(),
                     }),
+                    attention: options.attention,
                     source_file: source.file().to_string(),
                     source_sha256: Some(source_sha256),
                 },

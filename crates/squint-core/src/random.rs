@@ -120,6 +120,7 @@ pub fn random_model(config: &BertConfig, seed: u64, precision: Precision) -> Res
             seed,
             observer: Observer::MinMax.name(),
         }),
+        attention: squint_kernels::attention::Numerics::Int16,
         source_file: "random weights".into(),
         source_sha256: None,
     };

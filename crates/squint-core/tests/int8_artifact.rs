@@ -14,6 +14,7 @@ use squint_core::manifest::{Manifest, MANIFEST_FILE};
 use squint_core::quantize::{default_per_token, quantize_model, write_dir, CalibrationData, QuantizeOptions};
 use squint_core::weights::SafetensorsSource;
 use squint_core::{ModelFiles, Pipeline, PipelineOptions, Precision, QaParams};
+use squint_kernels::attention::Numerics;
 
 const CONTEXT: &str = "The Amazon rainforest, also known in English as Amazonia, is a moist broadleaf \
 tropical rainforest that covers most of the Amazon basin of South America.";
@@ -47,6 +48,7 @@ fn quantize(recipe: Recipe, out: &Path) -> Vec<(String, Vec<u8>)> {
             observer: Observer::MinMax,
         }),
         threads: Some(1),
+        attention: Numerics::Int16,
     };
     let mut calls = 0;
     let written = quantize_model(&files, &options, &mut |_, _| calls += 1).unwrap();
@@ -114,6 +116,7 @@ fn round_trip_both_recipes() {
         let src = SafetensorsSource::new(INT8_FILE, bytes).unwrap();
         let meta: Int8Metadata = Int8Artifact::open(&src).unwrap().unwrap().metadata().clone();
         assert_eq!(meta.recipe, recipe);
+        assert_eq!(meta.attention, Numerics::Int16);
         assert_eq!(meta.source_file, "model.safetensors");
         let source = std::fs::read(common::fixtures().join("tiny-qa/model.safetensors")).unwrap();
         assert_eq!(
@@ -231,6 +234,13 @@ fn inconsistent_artifacts_are_refused() {
             "unknown recipe",
         ),
         (
+            "unknown attention",
+            Box::new(|_, m| {
+                m.insert("attention".into(), "int4".into());
+            }),
+            "unknown attention \"int4\" (f32, int16)",
+        ),
+        (
             "missing calibration provenance",
             Box::new(|_, m| {
                 m.remove("calibration_data_sha256");
@@ -284,6 +294,33 @@ fn inconsistent_artifacts_are_refused() {
         let e = error_of(dir.path());
         assert!(e.contains(want), "{what}: {e}");
     }
+}
+
+#[test]
+fn artifacts_without_the_attention_field_keep_f32_attention() {
+    // Files written before integer attention existed say nothing about it: they must keep
+    // computing as before, and the metadata must say so.
+    let dir = tempfile::tempdir().unwrap();
+    quantize(Recipe::Static, dir.path());
+    let open = |dir: &Path| Pipeline::from_dir(dir, PipelineOptions::default()).unwrap();
+    let int16 = logits(&open(dir.path()));
+    rewrite(dir.path(), |_, m| {
+        m.remove("attention");
+    });
+    let bytes = std::fs::read(dir.path().join(INT8_FILE)).unwrap();
+    let src = SafetensorsSource::new(INT8_FILE, bytes).unwrap();
+    let meta = Int8Artifact::open(&src).unwrap().unwrap().metadata().clone();
+    assert_eq!(meta.attention, Numerics::F32);
+    let old = open(dir.path());
+    assert_eq!(old.model().attention_numerics(), Numerics::F32);
+    let f32_logits = logits(&old);
+    assert_ne!(f32_logits, int16, "the attention field changed nothing");
+    let worst = f32_logits
+        .iter()
+        .zip(&int16)
+        .flat_map(|(a, b)| a.0.iter().zip(&b.0).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 0.05, "int16 attention moved a start logit by {worst}");
 }
 
 /// The bundled INT8 model (static recipe, real weights), committed in the repository.

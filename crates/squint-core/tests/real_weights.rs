@@ -12,6 +12,7 @@ use squint_core::{
     Batch, BertConfig, Executor, ModelFiles, Pipeline, PipelineOptions, Precision, QaParams, QaTokenizer,
     Workspace,
 };
+use squint_kernels::attention::Numerics;
 
 /// 100 plain English sentences on everyday topics (written for these tests).
 fn sentences() -> Vec<String> {
@@ -129,6 +130,7 @@ fn quantized_dir(model_dir: &std::path::Path, recipe: Recipe, data: &std::path::
         per_token: default_per_token(),
         calibration,
         threads: Some(2),
+        attention: Numerics::Int16,
     };
     let out = quantize_model(&files, &options, &mut |_, _| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();

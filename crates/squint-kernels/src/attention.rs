@@ -1,25 +1,63 @@
-//! Scaled dot-product attention for one head, in a summation order fixed by definition, so
-//! every target (AVX-512, AVX2, wasm SIMD, scalar) returns the same bits.
+//! Scaled dot-product attention for one head, computed the same way on every target (AVX-512,
+//! AVX2, wasm SIMD, scalar), so all return the same bits: in f32 with a fixed summation order
+//! ([`Numerics::F32`]), or with exact integer products ([`Numerics::Int16`], see [`int16`]).
 //!
-//! Each output element is `Σ_t a[i, t]·b[t, j]` accumulated from 0 in increasing `t`, each
+//! In f32, each output element is `Σ_t a[i, t]·b[t, j]` accumulated from 0 in increasing `t`, each
 //! product rounded before the add (no fused multiply-add: wasm has none that is deterministic).
 //! Register blocking only decides which elements are computed together, never their order.
 
 use crate::elementwise::softmax_in_place;
 use thiserror::Error;
 
-/// Why an attention call was refused: a buffer too short for the stated shape.
+pub mod int16;
+
+/// How a head's two products are computed; both are deterministic across targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Numerics {
+    /// f32, each sum in increasing index order (FP32 models: matches the reference engines).
+    #[default]
+    F32,
+    /// Q, K, probabilities and V in i16, exact i32 sums (INT8 models: ~4x the f32 rate).
+    Int16,
+}
+
+impl Numerics {
+    /// The name stored in INT8 artifacts' metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::F32 => "f32",
+            Numerics::Int16 => "int16",
+        }
+    }
+
+    /// Parses [`Numerics::name`].
+    pub fn parse(name: &str) -> Option<Numerics> {
+        match name {
+            "f32" => Some(Numerics::F32),
+            "int16" => Some(Numerics::Int16),
+            _ => None,
+        }
+    }
+}
+
+/// Why an attention call was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error(
-    "attention: {what} needs {needed} values, has {len} (queries {queries}, keys {keys}, head dim {dim})"
-)]
-pub struct AttentionShapeError {
-    what: &'static str,
-    needed: usize,
-    len: usize,
-    queries: usize,
-    keys: usize,
-    dim: usize,
+pub enum AttentionShapeError {
+    /// A buffer too short for the stated shape.
+    #[error(
+        "attention: {what} needs {needed} values, has {len} (queries {queries}, keys {keys}, head dim {dim})"
+    )]
+    Short {
+        what: &'static str,
+        needed: usize,
+        len: usize,
+        queries: usize,
+        keys: usize,
+        dim: usize,
+    },
+    /// More keys than integer attention keeps exact.
+    #[error("attention: {keys} keys, int16 attention takes at most {max}")]
+    TooManyKeys { keys: usize, max: usize },
 }
 
 /// One head's inputs: `queries` rows of Q and `keys` rows of K and V, each `dim` wide, read
@@ -35,9 +73,16 @@ pub struct HeadInputs<'a> {
     pub dim: usize,
 }
 
+/// Per-thread buffers reused head after head, so the hot loop does not allocate.
+#[derive(Default)]
+struct Scratch {
+    /// Kᵀ of the current head (f32 numerics).
+    keys_t: Vec<f32>,
+    int16: int16::Scratch,
+}
+
 std::thread_local! {
-    /// Kᵀ of the current head, reused across calls so the hot loop does not allocate.
-    static KEYS_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// `out = softmax(Q·Kᵀ·scale)·V` for one head. `scores` holds `queries` rows of stride
@@ -45,6 +90,7 @@ std::thread_local! {
 pub fn attention_head(
     head: HeadInputs<'_>,
     scale: f32,
+    numerics: Numerics,
     scores: &mut [f32],
     score_stride: usize,
     out: &mut [f32],
@@ -58,7 +104,7 @@ pub fn attention_head(
         keys,
         dim,
     } = head;
-    let error = |what, needed, len| AttentionShapeError {
+    let error = |what, needed, len| AttentionShapeError::Short {
         what,
         needed,
         len,
@@ -66,6 +112,12 @@ pub fn attention_head(
         keys,
         dim,
     };
+    if numerics == Numerics::Int16 && keys > int16::MAX_KEYS {
+        return Err(AttentionShapeError::TooManyKeys {
+            keys,
+            max: int16::MAX_KEYS,
+        });
+    }
     if stride < dim {
         return Err(error("row stride", dim, stride));
     }
@@ -91,7 +143,22 @@ pub fn attention_head(
         out[..queries * dim].fill(0.0);
         return Ok(());
     }
-    KEYS_T.with_borrow_mut(|kt| attend(head, scale, scores, score_stride, out, kt));
+    // Taken out of the thread local so the kernels are not compiled inside its closure.
+    let mut scratch = SCRATCH.take();
+    match numerics {
+        Numerics::F32 => attend(head, scale, scores, score_stride, out, &mut scratch.keys_t),
+        Numerics::Int16 => {
+            let job = int16::Job {
+                head,
+                scale,
+                scores,
+                score_stride,
+                out,
+            };
+            int16::attend(crate::isa(), job, &mut scratch.int16)
+        }
+    }
+    SCRATCH.set(scratch);
     Ok(())
 }
 
@@ -295,7 +362,7 @@ mod tests {
             let score_stride = keys + extra;
             let mut scores = vec![0.0; queries * score_stride];
             let mut out = vec![f32::NAN; queries * dim];
-            attention_head(h, 0.125, &mut scores, score_stride, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            attention_head(h, 0.125, Numerics::F32, &mut scores, score_stride, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
             if keys == 0 {
                 prop_assert!(out.iter().all(|&x| x == 0.0));
             } else {
@@ -319,12 +386,27 @@ mod tests {
         };
         let mut scores = vec![0.0; 8 * 9];
         let mut out = vec![0.0; 64];
-        let err = attention_head(h, 1.0, &mut scores, 9, &mut out).unwrap_err();
-        assert_eq!(err.what, "k");
+        let what = |e| match e {
+            AttentionShapeError::Short { what, .. } => what,
+            other => panic!("{other}"),
+        };
+        let err = attention_head(h, 1.0, Numerics::F32, &mut scores, 9, &mut out).unwrap_err();
+        assert_eq!(what(err), "k");
         let h = HeadInputs { keys: 8, ..h };
-        let err = attention_head(h, 1.0, &mut scores, 7, &mut out).unwrap_err();
-        assert_eq!(err.what, "score row stride");
-        let err = attention_head(h, 1.0, &mut scores[..60], 8, &mut out).unwrap_err();
-        assert_eq!(err.what, "scores");
+        let err = attention_head(h, 1.0, Numerics::F32, &mut scores, 7, &mut out).unwrap_err();
+        assert_eq!(what(err), "score row stride");
+        let err = attention_head(h, 1.0, Numerics::F32, &mut scores[..60], 8, &mut out).unwrap_err();
+        assert_eq!(what(err), "scores");
+        let err = attention_head(h, 1.0, Numerics::Int16, &mut scores, 8, &mut out).map(|_| ());
+        assert_eq!(err, Ok(()));
+        let many = HeadInputs {
+            keys: int16::MAX_KEYS + 1,
+            ..h
+        };
+        let err = attention_head(many, 1.0, Numerics::Int16, &mut scores, 8, &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "attention: 32769 keys, int16 attention takes at most 32768"
+        );
     }
 }
