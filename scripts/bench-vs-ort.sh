@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# squint (FP32 and INT8 dynamic) beside ONNX Runtime (FP32 plain export, FP32 transformer-
+# squint (FP32, INT8 dynamic and static) beside ONNX Runtime (FP32 plain export, FP32 transformer-
 # optimized graph, INT8 dynamic per-tensor and per-channel), bert-base shape, random weights,
 # batch 1, exact sequence lengths: same machine, same run, two alternating passes.
 # With IPEX=1 it also installs (once, ~3 GB) and times Intel Extension for PyTorch static INT8,
@@ -18,7 +18,7 @@ squint=${CARGO_TARGET_DIR:-$repo/target}/release/squint
 ort_variants=ort-fp32,ort-fp32-opt,ort-int8-dynamic,ort-int8-dynamic-perchannel
 for pass in 1 2; do
   "$squint" bench --shape bert-base --seq "$seq" --threads "$threads" --iters "$iters" \
-    --precision fp32,int8-dynamic --json > "$out/squint-$pass.json"
+    --precision fp32,int8-dynamic,int8-static --json > "$out/squint-$pass.json"
   "$anchors/venv/bin/python" "$shared/anchors/ort_bench.py" --shape bert-base --seq "$seq" --threads "$threads" \
     --iters "$iters" --only "$ort_variants" --json "$out/ort-$pass.json" > "$out/ort-$pass.log" 2>&1
   if [ "${IPEX:-0}" = 1 ]; then
@@ -41,19 +41,19 @@ for p in (1, 2):
         for r in json.load(open(path))["rows"]:
             rows.setdefault((r["seq"], r["threads"]), {}).setdefault(r["engine"], []).append(r["median_ms"])
 print(f"kernel: {s['kernel']}; medians of {s['iters']} iterations, two alternating passes (pass 1 / pass 2), ms")
-cols = ["squint-fp32", "ort-fp32", "ort-fp32-opt", "squint-int8-dynamic", "ort-int8-dynamic", "ort-int8-dynamic-perchannel"]
+cols = ["squint-fp32", "ort-fp32", "ort-fp32-opt", "squint-int8-dynamic", "squint-int8-static", "ort-int8-dynamic", "ort-int8-dynamic-perchannel"]
 ipex = all("ipex-static-int8" in e for e in rows.values())
 cols += ["ipex-static-int8"] if ipex else []
-extra = " squint INT8 / IPEX |" if ipex else ""
-print("| seq | thr | " + " | ".join(cols) + " | squint FP32 / best ORT FP32 | squint INT8 / best ORT INT8 | squint FP32 / squint INT8 |" + extra)
+extra = " squint INT8 static / IPEX |" if ipex else ""
+print("| seq | thr | " + " | ".join(cols) + " | squint FP32 / best ORT FP32 | squint INT8 static / best ORT INT8 | squint FP32 / squint INT8 static |" + extra)
 print("|" + "---|" * (len(cols) + 5 + ipex))
 ratio = lambda a, bs: statistics.mean(x / min(ys) for x, ys in zip(a, zip(*bs)))
 for (seq, t), e in sorted(rows.items()):
     fmt = lambda v: " / ".join(f"{x:.1f}" for x in v)
     r1 = ratio(e["squint-fp32"], [e["ort-fp32"], e["ort-fp32-opt"]])
-    r2 = ratio(e["squint-int8-dynamic"], [e["ort-int8-dynamic"], e["ort-int8-dynamic-perchannel"]])
-    r3 = statistics.mean(a / b for a, b in zip(e["squint-fp32"], e["squint-int8-dynamic"]))
-    r4 = f" {statistics.mean(a / b for a, b in zip(e['squint-int8-dynamic'], e['ipex-static-int8'])):.2f} |" if ipex else ""
+    r2 = ratio(e["squint-int8-static"], [e["ort-int8-dynamic"], e["ort-int8-dynamic-perchannel"]])
+    r3 = statistics.mean(a / b for a, b in zip(e["squint-fp32"], e["squint-int8-static"]))
+    r4 = f" {statistics.mean(a / b for a, b in zip(e['squint-int8-static'], e['ipex-static-int8'])):.2f} |" if ipex else ""
     print(f"| {seq} | {t} | " + " | ".join(fmt(e[c]) for c in cols) + f" | {r1:.2f} | {r2:.2f} | {r3:.2f}x |" + r4)
 PY
 echo "raw results: $out"

@@ -86,7 +86,8 @@ std::thread_local! {
 }
 
 /// `out = softmax(Q·Kᵀ·scale)·V` for one head. `scores` holds `queries` rows of stride
-/// `score_stride ≥ keys` (left holding the probabilities); `out` is `[queries, dim]` dense.
+/// `score_stride ≥ keys` (left holding the probabilities with f32 numerics, each row's
+/// `exp(score - max)` with int16); `out` is `[queries, dim]` dense.
 pub fn attention_head(
     head: HeadInputs<'_>,
     scale: f32,

@@ -341,6 +341,44 @@ fn lane_min(x: &[f32]) -> f32 {
     m
 }
 
+/// Rounds to the nearest integer, ties to even, for |t| < 2²², as an i16 (wrapping outside
+/// its range): the bits of `t + 1.5·2²³` minus those of `1.5·2²³`, integer-only so that it
+/// vectorises on every target.
+#[inline(always)]
+pub(crate) fn round_to_i16(t: f32) -> i16 {
+    const ROUND: f32 = 12_582_912.0;
+    (t + ROUND).to_bits().wrapping_sub(ROUND.to_bits()) as i32 as i16
+}
+
+/// [`softmax_in_place`] in fixed point: `out[j] = round_to_i16((e[j]·(1/Σe))·one)`, with `x`
+/// left holding `e[j] = exp(x[j] - max)`. The same operations in the same order as softmax
+/// followed by rounding, in two passes instead of four (inline it into a vector-ISA caller).
+#[inline(always)]
+pub(crate) fn softmax_fixed_point_generic(x: &mut [f32], out: &mut [i16], one: f32) {
+    if x.is_empty() {
+        return;
+    }
+    let max = lane_max(x);
+    // Exponentials and lane_sum's partial sums in one pass (lane i adds elements i, i+16, ...).
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in chunks.by_ref() {
+        for i in 0..LANES {
+            c[i] = exp_approx(c[i] - max);
+            acc[i] += c[i];
+        }
+    }
+    let mut sum = reduce(acc, |a, b| a + b);
+    for v in chunks.into_remainder() {
+        *v = exp_approx(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for (o, &e) in out.iter_mut().zip(x.iter()) {
+        *o = round_to_i16((e * inv) * one);
+    }
+}
+
 #[inline(always)]
 fn softmax_generic(x: &mut [f32]) {
     if x.is_empty() {
@@ -540,6 +578,27 @@ mod tests {
             let fast = dot(&a, &b);
             assert!((fast as f64 - naive).abs() < 1e-4, "{n}: {fast} vs {naive}");
             assert_eq!(fast.to_bits(), dot_generic(&a, &b).to_bits());
+        }
+    }
+
+    #[test]
+    fn fixed_point_softmax_is_softmax_then_rounding() {
+        for (len, seed) in [(1, 1), (15, 2), (16, 3), (17, 4), (384, 5), (383, 6)] {
+            let x: Vec<f32> = crate::test_util::fill(len, seed)
+                .iter()
+                .map(|v| v * 12.0)
+                .collect();
+            let mut p = x.clone();
+            softmax_in_place(&mut p);
+            let want: Vec<i16> = p.iter().map(|&v| round_to_i16(v * 32767.0)).collect();
+            let (mut e, mut got) = (x.clone(), vec![0i16; len]);
+            softmax_fixed_point_generic(&mut e, &mut got, 32767.0);
+            assert_eq!(got, want, "len {len}");
+            let max = x.iter().copied().fold(f32::MIN, f32::max);
+            assert!(e
+                .iter()
+                .zip(&x)
+                .all(|(a, b)| a.to_bits() == exp_approx(b - max).to_bits()));
         }
     }
 

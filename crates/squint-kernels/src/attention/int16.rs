@@ -14,7 +14,7 @@
 
 use super::HeadInputs;
 use crate::dispatch::Isa;
-use crate::elementwise::softmax_in_place;
+use crate::elementwise::{round_to_i16 as rne, softmax_fixed_point_generic};
 
 /// Most keys whose probability-weighted sum stays exact in i32 (see the module docs).
 pub const MAX_KEYS: usize = 32768;
@@ -44,14 +44,6 @@ pub(super) struct Scratch {
 /// `qmax` for Q and K: `dim · qmax² ≤ 2³¹ - 1`.
 fn qk_max(dim: usize) -> f32 {
     ((i32::MAX as f64 / dim.max(1) as f64).sqrt().floor().min(32767.0)) as f32
-}
-
-/// Rounds to the nearest integer, ties to even, for |t| < 2²²: the bits of `t + 1.5·2²³`
-/// minus those of `1.5·2²³` (integer-only, so it vectorises on every target).
-#[inline(always)]
-fn rne(t: f32) -> i16 {
-    const ROUND: f32 = 12_582_912.0;
-    (t + ROUND).to_bits().wrapping_sub(ROUND.to_bits()) as i32 as i16
 }
 
 /// Packs two i16 into the word `vpdpwssd` reads as one pair (little-endian: `lo` first).
@@ -120,7 +112,7 @@ fn quantize_rows(x: &[f32], stride: usize, rows: usize, width: usize, qmax: f32,
 }
 
 /// One validated head's call (keys ≥ 1, keys ≤ [`MAX_KEYS`]): `scores` (`queries` rows of
-/// stride `score_stride`) is left holding the probabilities, `out` is `[queries, dim]`.
+/// stride `score_stride`) is left holding each row's `exp(score - max)`, `out` is `[queries, dim]`.
 pub(super) struct Job<'a> {
     pub head: HeadInputs<'a>,
     pub scale: f32,
@@ -192,33 +184,22 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     s.c.clear();
     s.c.resize(rows * key_cols, 0);
     P::product(&s.a, rows, pairs, &s.b, key_cols, &mut s.c);
-    for (i, (dst, sums)) in scores
-        .chunks_mut(score_stride)
-        .zip(s.c.chunks_exact(key_cols))
-        .take(queries)
-        .enumerate()
-    {
-        let row_factor = s.row_scale[i] * scale;
-        for ((d, &sum), &sk) in dst[..keys].iter_mut().zip(&sums[..keys]).zip(&s.col_scale) {
-            *d = (sum as f32 * row_factor) * sk;
-        }
-        softmax_in_place(&mut dst[..keys]);
-    }
 
-    // P as A: probabilities in fixed point, keys paired.
+    // Scores, softmax, and P as A: probabilities in fixed point, keys paired.
     let key_pairs = keys.div_ceil(2);
     s.a.clear();
     s.a.resize(rows * key_pairs, 0);
     s.row.clear();
     s.row.resize(2 * key_pairs, 0);
-    for (words, p) in
-        s.a.chunks_exact_mut(key_pairs)
-            .zip(scores.chunks(score_stride))
-            .take(queries)
-    {
-        for (q, &x) in s.row.iter_mut().zip(&p[..keys]) {
-            *q = rne(x * ONE);
+    let rows_out = scores
+        .chunks_mut(score_stride)
+        .zip(s.a.chunks_exact_mut(key_pairs));
+    for (i, ((dst, words), sums)) in rows_out.zip(s.c.chunks_exact(key_cols)).take(queries).enumerate() {
+        let row_factor = s.row_scale[i] * scale;
+        for ((d, &sum), &sk) in dst[..keys].iter_mut().zip(&sums[..keys]).zip(&s.col_scale) {
+            *d = (sum as f32 * row_factor) * sk;
         }
+        softmax_fixed_point_generic(&mut dst[..keys], &mut s.row[..keys], ONE);
         pair_up(&s.row, words);
     }
 
@@ -480,6 +461,7 @@ mod wasm {
 mod tests {
     use super::*;
     use crate::attention::Numerics;
+    use crate::elementwise::softmax_in_place;
     use proptest::prelude::*;
 
     /// The module docs' definition, element by element, with no packing.
