@@ -590,3 +590,46 @@ mod tests {
         assert!(err < 2e-3, "max abs error {err}");
     }
 }
+/// The kernel keeps buffers per thread: what ran before, and padded query rows, must not
+/// change a head's result.
+#[cfg(test)]
+mod state {
+    use super::*;
+
+    fn run(queries: usize, keys: usize, x: &[f32]) -> Vec<u32> {
+        let (dim, stride) = (8, 8 * 12);
+        let h = HeadInputs {
+            q: x,
+            k: &x[32..],
+            v: &x[64..],
+            stride,
+            queries,
+            keys,
+            dim,
+        };
+        let mut scores = vec![0.0; queries * queries];
+        let mut out = vec![0.0; queries * dim];
+        let numerics = crate::attention::Numerics::Int16;
+        crate::attention::attention_head(h, 0.125, numerics, &mut scores, queries, &mut out).expect("shape");
+        out[..keys * dim].iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn earlier_heads_and_padded_queries_change_nothing() {
+        let x = crate::test_util::fill(80 * 96, 3);
+        for (q1, k1) in [(40usize, 40usize), (41, 41), (50, 33), (17, 17)] {
+            for (q2, k2) in [(30usize, 30usize), (31, 29), (40, 21), (7, 7), (55, 55)] {
+                let fresh = std::thread::scope(|s| s.spawn(|| run(k2, k2, &x)).join().expect("thread"));
+                let after = std::thread::scope(|s| {
+                    s.spawn(|| {
+                        run(q1, k1, &x);
+                        run(q2, k2, &x)
+                    })
+                    .join()
+                    .expect("thread")
+                });
+                assert_eq!(fresh, after, "{q1}x{k1} then {q2}x{k2}");
+            }
+        }
+    }
+}
