@@ -605,7 +605,7 @@ mod tests {
             dim,
         };
         let numerics = crate::attention::Numerics::Int16;
-        let mut run = |h: HeadInputs<'_>| {
+        let run = |h: HeadInputs<'_>| {
             let mut scores = vec![0.0; h.queries * h.queries];
             let mut out = vec![0.0; h.queries * dim];
             crate::attention::attention_head(h, 0.125, numerics, &mut scores, h.queries, &mut out)
