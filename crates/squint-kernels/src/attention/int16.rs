@@ -181,9 +181,9 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     std::mem::swap(&mut s.col_scale, &mut s.row_scale);
 
     let rows = quantize_rows(q, stride, queries, dim, qmax, s);
-    s.c.clear();
-    s.c.resize(rows * key_cols, 0);
-    P::product(&s.a, rows, pairs, &s.b, key_cols, &mut s.c);
+    // Every product writes all of its `c`: grown, not cleared.
+    let c = grown(&mut s.c, rows * key_cols);
+    P::product(&s.a, rows, pairs, &s.b, key_cols, c);
 
     // Scores, softmax, and P as A: probabilities in fixed point, keys paired.
     let key_pairs = keys.div_ceil(2);
@@ -194,7 +194,7 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     let rows_out = scores
         .chunks_mut(score_stride)
         .zip(s.a.chunks_exact_mut(key_pairs));
-    for (i, ((dst, words), sums)) in rows_out.zip(s.c.chunks_exact(key_cols)).take(queries).enumerate() {
+    for (i, ((dst, words), sums)) in rows_out.zip(c.chunks_exact(key_cols)).take(queries).enumerate() {
         let row_factor = s.row_scale[i] * scale;
         for ((d, &sum), &sk) in dst[..keys].iter_mut().zip(&sums[..keys]).zip(&s.col_scale) {
             *d = (sum as f32 * row_factor) * sk;
@@ -234,18 +234,25 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     for m in s.col_scale.iter_mut() {
         *m = if m.is_finite() { *m / (ONE * ONE) } else { 0.0 };
     }
-    s.c.clear();
-    s.c.resize(rows * dim_cols, 0);
-    P::product(&s.a, rows, key_pairs, &s.b, dim_cols, &mut s.c);
+    let c = grown(&mut s.c, rows * dim_cols);
+    P::product(&s.a, rows, key_pairs, &s.b, dim_cols, c);
     for (dst, sums) in out
         .chunks_exact_mut(dim)
-        .zip(s.c.chunks_exact(dim_cols))
+        .zip(c.chunks_exact(dim_cols))
         .take(queries)
     {
         for ((d, &sum), &f) in dst.iter_mut().zip(sums).zip(&s.col_scale) {
             *d = sum as f32 * f;
         }
     }
+}
+
+/// The first `len` elements of `buf`, growing it (with zeros) when shorter.
+fn grown(buf: &mut Vec<i32>, len: usize) -> &mut [i32] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
 }
 
 /// Checks the sizes every kernel's tiles rely on (a broken caller panics, never reads out of
