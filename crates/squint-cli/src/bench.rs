@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use squint_core::quant::WeightBits;
 use squint_core::{Batch, Bert, BertConfig, Executor, ModelFiles, Precision, Workspace};
+use squint_kernels::attention::Numerics;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -40,6 +42,13 @@ pub struct BenchArgs {
     /// Default: the model as stored (--model), fp32 (--shape).
     #[arg(long, value_delimiter = ',')]
     precision: Vec<String>,
+    /// Attention's products for INT8 models built in memory (random --shape weights,
+    /// --precision int8-dynamic): int16 (default) or int8. Artifacts use their metadata's.
+    #[arg(long)]
+    attention: Option<String>,
+    /// Weight grid of INT8 --shape models: 8 (default) or 7 (AVX2's one-instruction path).
+    #[arg(long, default_value = "8")]
+    weight_bits: String,
     /// Time the linear layers' GEMMs alone (shapes of --shape, M = each --seq) and print GOP/s.
     #[arg(long)]
     gemm: bool,
@@ -48,6 +57,8 @@ pub struct BenchArgs {
 #[derive(Serialize, Debug)]
 struct Measurement {
     precision: &'static str,
+    /// How attention's products were computed (f32, int16, int8).
+    attention: &'static str,
     seq: usize,
     batch: usize,
     threads: usize,
@@ -77,7 +88,12 @@ fn load(args: &BenchArgs, precision: Option<Precision>) -> Result<(String, Bert)
     let label = precision.map_or("as stored", Precision::name);
     let spinner = ProgressBar::new_spinner().with_message(format!("loading model ({label})"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let bits = WeightBits::parse(&args.weight_bits)
+        .with_context(|| format!("unknown --weight-bits {:?} (8, 7)", args.weight_bits))?;
     let loaded = if let Some(dir) = &args.model {
+        if bits != WeightBits::Eight {
+            bail!("--weight-bits is for --shape models; quantize a checkpoint with `squint quantize --weight-bits`");
+        }
         let files = ModelFiles::from_dir(dir)?;
         let config = BertConfig::from_json(&files.config, "config.json")?;
         let model = squint_core::pipeline::load_model_as(&config, &files.weights, precision)?;
@@ -86,11 +102,25 @@ fn load(args: &BenchArgs, precision: Option<Precision>) -> Result<(String, Bert)
         let name = args.shape.as_deref().unwrap_or("bert-base");
         let config = BertConfig::shape(name)
             .with_context(|| format!("unknown --shape {name:?} (bert-base, bert-large, minilm-l6)"))?;
-        let model = squint_core::random::random_model(&config, 42, precision.unwrap_or_default())?;
+        let model = squint_core::random::random_model_with(&config, 42, precision.unwrap_or_default(), bits)?;
         (format!("{name} (random weights)"), model)
     };
     spinner.finish_and_clear();
-    Ok(loaded)
+    let Some(name) = &args.attention else {
+        return Ok(loaded);
+    };
+    let numerics = Numerics::parse(name)
+        .filter(|n| *n != Numerics::F32)
+        .with_context(|| format!("unknown --attention {name:?} (int16, int8)"))?;
+    let (label, model) = loaded;
+    let in_memory = args.shape.is_some() || precision == Some(Precision::Int8Dynamic);
+    match model.precision() {
+        Precision::Fp32 => Ok((label, model)),
+        _ if in_memory => Ok((label, model.with_attention(numerics)?)),
+        _ => bail!(
+            "--attention is for INT8 models built in memory; {label} computes attention as its metadata says"
+        ),
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -181,6 +211,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     let median = times[times.len() / 2];
                     results.push(Measurement {
                         precision: precision.name(),
+                        attention: model.attention_numerics().name(),
                         seq,
                         batch,
                         threads: t,
@@ -208,13 +239,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
             report.model, report.kernel, report.iters
         );
         println!(
-            "{:>13} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
-            "precision", "seq", "batch", "threads", "median ms", "p90 ms", "min ms", "G(FL)OP/s"
+            "{:>13} {:>9} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
+            "precision", "attention", "seq", "batch", "threads", "median ms", "p90 ms", "min ms", "G(FL)OP/s"
         );
         for m in &report.results {
             println!(
-                "{:>13} {:>5} {:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.1}",
-                m.precision, m.seq, m.batch, m.threads, m.median_ms, m.p90_ms, m.min_ms, m.gflops
+                "{:>13} {:>9} {:>5} {:>5} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.1}",
+                m.precision,
+                m.attention,
+                m.seq,
+                m.batch,
+                m.threads,
+                m.median_ms,
+                m.p90_ms,
+                m.min_ms,
+                m.gflops
             );
         }
     }
@@ -304,7 +343,7 @@ fn run_attention(config: &BertConfig, seq: usize, args: &BenchArgs) -> Result<()
     let mut scores = vec![0.0f32; seq * seq];
     let mut out = vec![0.0f32; seq * d];
     let scale = 1.0 / (d as f32).sqrt();
-    for numerics in [Numerics::F32, Numerics::Int16] {
+    for numerics in [Numerics::F32, Numerics::Int16, Numerics::Int8] {
         let mut times = Vec::new();
         for i in 0..args.warmup + args.iters {
             let start = Instant::now();
@@ -345,9 +384,31 @@ fn run_int8_gemm(
     par: squint_kernels::Parallelism,
     args: &BenchArgs,
 ) -> Result<()> {
-    use squint_kernels::int8::{int8_kernel, matmul_quantized, ActQuant, PackedI8};
-    let w: Vec<i8> = (0..n * k).map(|i| ((i * 37) % 255) as i8).collect();
-    let packed = PackedI8::from_transposed(&w, n, k);
+    use squint_kernels::int8::PackedI8;
+    for bits in [WeightBits::Eight, WeightBits::Seven] {
+        let levels = 2 * bits.qmax() as usize + 1;
+        let w: Vec<i8> = (0..n * k)
+            .map(|i| ((i * 37) % levels) as i8 - bits.qmax())
+            .collect();
+        let packed = PackedI8::from_transposed(&w, n, k);
+        time_int8_gemm(exec, m, k, n, &packed, bits, par, args)?;
+    }
+    Ok(())
+}
+
+/// Times [`run_int8_gemm`]'s call for one packed weight matrix.
+#[allow(clippy::too_many_arguments)]
+fn time_int8_gemm(
+    exec: &Executor,
+    m: usize,
+    k: usize,
+    n: usize,
+    packed: &squint_kernels::int8::PackedI8,
+    bits: WeightBits,
+    par: squint_kernels::Parallelism,
+    args: &BenchArgs,
+) -> Result<()> {
+    use squint_kernels::int8::{int8_kernel, matmul_quantized, ActQuant};
     let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 - 44.0) / 440.0).collect();
     let (scale, bias) = (vec![0.01f32; n], vec![0.5f32; n]);
     let epilogue = squint_kernels::Epilogue {
@@ -365,7 +426,7 @@ fn run_int8_gemm(
                 &x,
                 k,
                 m,
-                &packed,
+                packed,
                 &scale,
                 ActQuant::PerRow,
                 epilogue,
@@ -379,14 +440,14 @@ fn run_int8_gemm(
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let gops = 2.0 * (m * k * n) as f64 / (median * 1e6);
-    let kernel = int8_kernel(&packed).name();
+    let kernel = int8_kernel(packed).name();
     let threads = match par {
         squint_kernels::Parallelism::Threads(t) => t,
         squint_kernels::Parallelism::Sequential => 1,
     };
     println!(
         "{:>14} {m:>5} {k:>5} {n:>5} {threads:>7} {median:>10.3} {gops:>8.1}  (GOP/s, {kernel}, quantize+GEMM+dequantize)",
-        "  int8"
+        format!("int8 w{}", bits.name())
     );
     Ok(())
 }

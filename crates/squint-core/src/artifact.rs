@@ -11,7 +11,8 @@
 //!   and `.input_zero_point` U8 `[1]`. `qkv` is query, key and value stacked, `[3h, h]`.
 //!
 //! `__metadata__` holds the format name and version, the recipe, which inputs stay per token,
-//! how attention computes (`attention`: `int16` or `f32`, absent in older files: `f32`),
+//! how attention computes (`attention`: `int16`, `int8` or `f32`, absent in older files: `f32`),
+//! the linear layers' weight grid (`weight_bits`: `8` or `7`, absent in older files: `8`),
 //! calibration provenance and the source checkpoint's sha256. Loading checks all of it and
 //! refuses a file with missing, extra or ill-shaped tensors.
 
@@ -26,7 +27,7 @@ use crate::bert::{fp32_linear, ParamSource, WordEmbeddings};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::linear::{Linear, Precision};
-use crate::quant::{quantize_rows_symmetric, InputQuant, Role, Site};
+use crate::quant::{quantize_rows_symmetric, InputQuant, Role, Site, WeightBits};
 use crate::weights::{SafetensorsSource, TensorSource, WeightReader};
 
 /// The artifact's file name inside a model directory.
@@ -93,14 +94,17 @@ pub struct Int8Metadata {
     pub calibration: Option<CalibrationInfo>,
     /// How attention's two products are computed (`attention`; artifacts without it: f32).
     pub attention: Numerics,
+    /// The linear layers' weight grid (`weight_bits`; artifacts without it: 8).
+    pub weight_bits: WeightBits,
     /// The FP32 checkpoint's file name and sha256 (None when quantized in memory at load).
     pub source_file: String,
     pub source_sha256: Option<String>,
 }
 
 const LAYOUT: &str = "weights int8 row-major [out_features, in_features], symmetric per output channel \
-(scale = max|w|/127, values in [-127, 127]); attention.self.qkv = query, key, value rows stacked; \
-word embeddings int8 symmetric per row; activations u8 affine, per token unless the layer has input_scale";
+(scale = max|w|/Q, values in [-Q, Q], Q = 127, or 63 when weight_bits is 7); attention.self.qkv = query, \
+key, value rows stacked; word embeddings int8 symmetric per row in [-127, 127]; activations u8 affine, \
+per token unless the layer has input_scale";
 /// `float_parts` for each attention choice.
 fn float_parts(attention: Numerics) -> &'static str {
     match attention {
@@ -113,6 +117,11 @@ GELU, residual adds, qa_outputs"
 qa_outputs; attention's QK^T and PV are exact int16 products (Q, K per row, V per column, \
 probabilities as round(p*32767))"
         }
+        Numerics::Int8 => {
+            "position and token-type embeddings, LayerNorm, softmax, GELU, residual adds, \
+qa_outputs; attention's QK^T and PV run on the int8 GEMM (Q and probabilities u8 per row, K s8 \
+per row, V s8 per column)"
+        }
     }
 }
 
@@ -124,6 +133,7 @@ impl Int8Metadata {
             per_token: Role::ALL.into_iter().collect(),
             calibration: None,
             attention,
+            weight_bits: WeightBits::Eight,
             source_file: source_file.to_string(),
             source_sha256,
         }
@@ -148,6 +158,7 @@ impl Int8Metadata {
         put("weight_layout", LAYOUT.into());
         put("float_parts", float_parts(self.attention).into());
         put("attention", self.attention.name().into());
+        put("weight_bits", self.weight_bits.name().into());
         put("source_file", self.source_file.clone());
         put(
             "source_sha256",
@@ -219,7 +230,14 @@ impl Int8Metadata {
         let attention = match m.get("attention") {
             None => Numerics::F32,
             Some(name) => Numerics::parse(name)
-                .ok_or_else(|| bad(format!("unknown attention {name:?} (f32, int16)")))?,
+                .ok_or_else(|| bad(format!("unknown attention {name:?} (f32, int16, int8)")))?,
+        };
+        // Written since weights could be 7-bit; older artifacts hold 8-bit weights.
+        let weight_bits = match m.get("weight_bits") {
+            None => WeightBits::Eight,
+            Some(name) => {
+                WeightBits::parse(name).ok_or_else(|| bad(format!("unknown weight_bits {name:?} (8, 7)")))?
+            }
         };
         let source_sha256 = match get("source_sha256")? {
             "none" => None,
@@ -230,6 +248,7 @@ impl Int8Metadata {
             per_token,
             calibration,
             attention,
+            weight_bits,
             source_file: get("source_file")?.to_string(),
             source_sha256,
         }))
@@ -257,7 +276,7 @@ pub fn write_int8(
         Ok(())
     };
     let word = r.get("embeddings.word_embeddings.weight", &[vocab, h])?;
-    let (q, scales) = quantize_rows_symmetric(&word, h);
+    let (q, scales) = quantize_rows_symmetric(&word, h, WeightBits::Eight.qmax());
     tensors.push((
         "embeddings.word_embeddings.weight".into(),
         Dtype::I8,
@@ -286,7 +305,7 @@ pub fn write_int8(
             let site = Site { layer, role };
             let (out, inp) = linear_shape(config, role);
             let (w, bias) = fp32_linear(r, site, out, inp)?;
-            let (q, scales) = quantize_rows_symmetric(&w, inp);
+            let (q, scales) = quantize_rows_symmetric(&w, inp, meta.weight_bits.qmax());
             let p = site.prefix();
             tensors.push((format!("{p}.weight"), Dtype::I8, vec![out, inp], i8_bytes(&q)));
             tensors.push((
@@ -456,17 +475,22 @@ impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
         Ok(v)
     }
 
-    fn int8(&self, name: &str, shape: &[usize]) -> Result<Vec<i8>> {
+    /// Int8 values checked to lie in `[-bits.qmax(), bits.qmax()]`.
+    fn int8(&self, name: &str, shape: &[usize], bits: WeightBits) -> Result<Vec<i8>> {
         let v: Vec<i8> = self
             .tensor(name, Dtype::I8, shape)?
             .iter()
             .map(|&b| b as i8)
             .collect();
-        if v.contains(&i8::MIN) {
+        let qmax = bits.qmax();
+        if let Some(bad) = v.iter().find(|x| x.unsigned_abs() > qmax.unsigned_abs()) {
             return Err(Error::tensor(
                 self.src.file(),
                 name,
-                "holds -128: weights are symmetric in [-127, 127]",
+                format!(
+                    "holds {bad}: {}-bit weights are symmetric in [-{qmax}, {qmax}]",
+                    bits.name()
+                ),
             ));
         }
         Ok(v)
@@ -506,14 +530,18 @@ impl<B: AsRef<[u8]>> ParamSource for Int8Artifact<'_, B> {
 
     fn word_embeddings(&self, vocab: usize, hidden: usize) -> Result<WordEmbeddings> {
         Ok(WordEmbeddings::Int8 {
-            values: self.int8("embeddings.word_embeddings.weight", &[vocab, hidden])?,
+            values: self.int8(
+                "embeddings.word_embeddings.weight",
+                &[vocab, hidden],
+                WeightBits::Eight,
+            )?,
             scales: self.floats("embeddings.word_embeddings.scale", &[vocab], true)?,
         })
     }
 
     fn linear(&self, site: Site, out: usize, inp: usize) -> Result<Linear> {
         let p = site.prefix();
-        let weight = self.int8(&format!("{p}.weight"), &[out, inp])?;
+        let weight = self.int8(&format!("{p}.weight"), &[out, inp], self.meta.weight_bits)?;
         let scales = self.floats(&format!("{p}.weight_scale"), &[out], true)?;
         let bias = self.floats(&format!("{p}.bias"), &[out], false)?;
         let per_token = self.meta.per_token.contains(&site.role);

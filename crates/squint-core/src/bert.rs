@@ -287,6 +287,19 @@ impl Bert {
         self.attention
     }
 
+    /// The same encoder with attention's products computed as `numerics`: for INT8 models
+    /// quantized in memory (an artifact's choice is in its metadata). FP32 models keep f32.
+    pub fn with_attention(mut self, numerics: Numerics) -> Result<Bert> {
+        if self.precision == Precision::Fp32 && numerics != Numerics::F32 {
+            return Err(Error::Input(format!(
+                "an FP32 model computes attention in f32, not {}",
+                numerics.name()
+            )));
+        }
+        self.attention = numerics;
+        Ok(self)
+    }
+
     pub fn has_qa_head(&self) -> bool {
         self.qa_outputs.is_some()
     }

@@ -201,7 +201,7 @@ mod tests {
         let b: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
         let x: Vec<f32> = (0..rows * inp).map(|i| (i as f32 * 0.11).cos()).collect();
         let fp32 = Linear::from_torch(&w, b.clone(), out, inp);
-        let (q, scales) = quantize_rows_symmetric(&w, inp);
+        let (q, scales) = quantize_rows_symmetric(&w, inp, 127);
         let int8 = Linear::int8(&q, scales, b, out, inp, InputQuant::PerToken);
         let (mut y, mut z) = (vec![0.0f32; rows * out], vec![0.0f32; rows * out]);
         fp32.forward(&x, rows, &mut y, Output::Replace, None, Parallelism::Sequential)

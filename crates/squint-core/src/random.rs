@@ -8,7 +8,7 @@ use crate::config::BertConfig;
 use crate::error::Result;
 use crate::exec::Executor;
 use crate::linear::Precision;
-use crate::quant::Role;
+use crate::quant::{Role, WeightBits};
 use crate::weights::{InMemorySource, Tensor, WeightReader};
 
 /// SplitMix64: tiny, seedable, good enough for weights and reproducible sampling.
@@ -86,6 +86,16 @@ pub fn random_weights(config: &BertConfig, seed: u64) -> InMemorySource {
 /// A random-weight encoder at `precision`. The static recipe calibrates (MinMax) on two
 /// random windows of 128 tokens and keeps FFN-in per token, as `squint quantize` does.
 pub fn random_model(config: &BertConfig, seed: u64, precision: Precision) -> Result<Bert> {
+    random_model_with(config, seed, precision, WeightBits::Eight)
+}
+
+/// [`random_model`] with INT8 weights on the grid `weight_bits` (FP32 ignores it).
+pub fn random_model_with(
+    config: &BertConfig,
+    seed: u64,
+    precision: Precision,
+    weight_bits: WeightBits,
+) -> Result<Bert> {
     let source = random_weights(config, seed);
     let reader = WeightReader::new(&source);
     let fp32 = Bert::load(config, &reader)?;
@@ -121,6 +131,7 @@ pub fn random_model(config: &BertConfig, seed: u64, precision: Precision) -> Res
             observer: Observer::MinMax.name(),
         }),
         attention: squint_kernels::attention::Numerics::Int16,
+        weight_bits,
         source_file: "random weights".into(),
         source_sha256: None,
     };

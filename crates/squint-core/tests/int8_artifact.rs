@@ -11,6 +11,7 @@ use std::path::Path;
 use squint_core::artifact::{Int8Artifact, Int8Metadata, Recipe, INT8_FILE};
 use squint_core::calibrate::Observer;
 use squint_core::manifest::{Manifest, MANIFEST_FILE};
+use squint_core::quant::WeightBits;
 use squint_core::quantize::{default_per_token, quantize_model, write_dir, CalibrationData, QuantizeOptions};
 use squint_core::weights::SafetensorsSource;
 use squint_core::{ModelFiles, Pipeline, PipelineOptions, Precision, QaParams};
@@ -33,6 +34,10 @@ fn calib_json() -> Vec<u8> {
 }
 
 fn quantize(recipe: Recipe, out: &Path) -> Vec<(String, Vec<u8>)> {
+    quantize_with(recipe, WeightBits::Eight, out)
+}
+
+fn quantize_with(recipe: Recipe, weight_bits: WeightBits, out: &Path) -> Vec<(String, Vec<u8>)> {
     let files = ModelFiles::from_dir(&common::fixtures().join("tiny-qa")).unwrap();
     let bytes = calib_json();
     let questions = squint_core::squad::read_squad("calib.json", &bytes).unwrap();
@@ -49,6 +54,7 @@ fn quantize(recipe: Recipe, out: &Path) -> Vec<(String, Vec<u8>)> {
         }),
         threads: Some(1),
         attention: Numerics::Int16,
+        weight_bits,
     };
     let mut calls = 0;
     let written = quantize_model(&files, &options, &mut |_, _| calls += 1).unwrap();
@@ -238,7 +244,21 @@ fn inconsistent_artifacts_are_refused() {
             Box::new(|_, m| {
                 m.insert("attention".into(), "int4".into());
             }),
-            "unknown attention \"int4\" (f32, int16)",
+            "unknown attention \"int4\" (f32, int16, int8)",
+        ),
+        (
+            "unknown weight grid",
+            Box::new(|_, m| {
+                m.insert("weight_bits".into(), "4".into());
+            }),
+            "unknown weight_bits \"4\" (8, 7)",
+        ),
+        (
+            "8-bit weights labelled 7-bit",
+            Box::new(|_, m| {
+                m.insert("weight_bits".into(), "7".into());
+            }),
+            "7-bit weights are symmetric in [-63, 63]",
         ),
         (
             "missing calibration provenance",
@@ -323,6 +343,56 @@ fn artifacts_without_the_attention_field_keep_f32_attention() {
     assert!(worst < 0.05, "int16 attention moved a start logit by {worst}");
 }
 
+#[test]
+fn seven_bit_weights_stay_on_their_grid_and_near_fp32() {
+    let fp32 = Pipeline::from_dir(&common::fixtures().join("tiny-qa"), PipelineOptions::default()).unwrap();
+    let (eight, seven) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    quantize(Recipe::Static, eight.path());
+    quantize_with(Recipe::Static, WeightBits::Seven, seven.path());
+    let bytes = std::fs::read(seven.path().join(INT8_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut linear = 0;
+    for (name, view) in st.tensors() {
+        if name.starts_with("encoder.") && name.ends_with(".weight") && view.dtype() == safetensors::Dtype::I8
+        {
+            linear += 1;
+            let max = view
+                .data()
+                .iter()
+                .map(|&b| (b as i8).unsigned_abs())
+                .max()
+                .unwrap();
+            assert_eq!(max, 63, "{name}: every row's largest weight maps to 63");
+        }
+    }
+    assert_eq!(linear, 4 * fp32.model().config().num_hidden_layers);
+    let src = SafetensorsSource::new(INT8_FILE, bytes).unwrap();
+    let meta = Int8Artifact::open(&src).unwrap().unwrap().metadata().clone();
+    assert_eq!(meta.weight_bits, WeightBits::Seven);
+    let open = |dir: &Path| logits(&Pipeline::from_dir(dir, PipelineOptions::default()).unwrap());
+    let (a, b8, b7) = (logits(&fp32), open(eight.path()), open(seven.path()));
+    assert_ne!(b7, b8, "the weight grid changed nothing");
+    let err = |b: &[(Vec<f32>, Vec<f32>)]| {
+        a[0].0
+            .iter()
+            .zip(&b[0].0)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let range = a[0].0.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(
+        err(&b7) < 0.1 * range,
+        "7-bit start logits differ from FP32 by {} (8-bit: {}, logits up to {range})",
+        err(&b7),
+        err(&b8)
+    );
+    // Files written before the field existed hold 8-bit weights and must still load as such.
+    rewrite(eight.path(), |_, m| {
+        m.remove("weight_bits");
+    });
+    assert_eq!(open(eight.path()), b8);
+}
+
 /// The bundled INT8 model (static recipe, real weights), committed in the repository.
 fn bundled_model() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm-l6-squad-int8")
@@ -347,11 +417,39 @@ fn isa_child() {
         )
         .unwrap()
         .logits;
-    let bytes: Vec<u8> = logits
+    let mut bytes: Vec<u8> = logits
         .iter()
         .flat_map(|(s, e)| s.iter().chain(e))
         .flat_map(|v| v.to_le_bytes())
         .collect();
+    // The same weights with int8 attention (quantized in memory), on 200 fixed tokens.
+    let files = ModelFiles::from_dir(&bundled_model()).unwrap();
+    let config = squint_core::BertConfig::from_json(&files.config, "config.json").unwrap();
+    let model = squint_core::pipeline::load_model_as(&config, &files.weights, None)
+        .unwrap()
+        .with_attention(Numerics::Int8)
+        .unwrap();
+    let ids: Vec<u32> = (0..200).map(|i| (1000 + i * 7919) % 30522).collect();
+    let types: Vec<u32> = (0..200).map(|i| (i >= 40) as u32).collect();
+    let batch = squint_core::Batch {
+        ids: &ids,
+        types: &types,
+        lengths: &[200],
+        seq_len: 200,
+    };
+    let exec = squint_core::Executor::new(Some(1)).unwrap();
+    let (start, end) = model
+        .qa_logits(&batch, &mut squint_core::Workspace::default(), &exec)
+        .unwrap();
+    bytes.extend(start.iter().chain(&end).flat_map(|v| v.to_le_bytes()));
+    // 7-bit weights take AVX2's one-instruction path: random MiniLM-shaped weights, static.
+    let config = squint_core::BertConfig::shape("minilm-l6").unwrap();
+    let model =
+        squint_core::random::random_model_with(&config, 7, Precision::Int8Static, WeightBits::Seven).unwrap();
+    let (start, end) = model
+        .qa_logits(&batch, &mut squint_core::Workspace::default(), &exec)
+        .unwrap();
+    bytes.extend(start.iter().chain(&end).flat_map(|v| v.to_le_bytes()));
     std::fs::write(format!("{out}.{}", squint_kernels::isa().name()), bytes).unwrap();
 }
 
@@ -382,7 +480,7 @@ fn logits_are_bit_identical_on_every_kernel() {
         );
     }
     eprintln!(
-        "bundled INT8 model: logits bit-identical on {}",
+        "bundled INT8 model (int16 and int8 attention) and 7-bit weights: logits bit-identical on {}",
         results
             .iter()
             .map(|(i, _)| i.name())

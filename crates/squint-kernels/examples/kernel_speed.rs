@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             keys: l,
             dim: d,
         };
-        for numerics in [Numerics::F32, Numerics::Int16] {
+        for numerics in [Numerics::F32, Numerics::Int16, Numerics::Int8] {
             let (mut scores, mut out) = (vec![0.0; l * l], vec![0.0; l * d]);
             let mut result = Ok(());
             let secs = best_of_5(|| result = attention_head(head, 0.125, numerics, &mut scores, l, &mut out));

@@ -1,6 +1,7 @@
 //! Scaled dot-product attention for one head, computed the same way on every target (AVX-512,
 //! AVX2, wasm SIMD, scalar), so all return the same bits: in f32 with a fixed summation order
-//! ([`Numerics::F32`]), or with exact integer products ([`Numerics::Int16`], see [`int16`]).
+//! ([`Numerics::F32`]), or with exact integer products ([`Numerics::Int16`], see [`int16`];
+//! [`Numerics::Int8`], see [`int8`]).
 //!
 //! In f32, each output element is `Σ_t a[i, t]·b[t, j]` accumulated from 0 in increasing `t`, each
 //! product rounded before the add (no fused multiply-add: wasm has none that is deterministic).
@@ -10,6 +11,7 @@ use crate::elementwise::softmax_in_place;
 use thiserror::Error;
 
 pub mod int16;
+pub mod int8;
 
 /// How a head's two products are computed; both are deterministic across targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -19,6 +21,9 @@ pub enum Numerics {
     F32,
     /// Q, K, probabilities and V in i16, exact i32 sums (INT8 models: ~4x the f32 rate).
     Int16,
+    /// Q and probabilities in u8 per row, K per row and V per column in s8, on the INT8 GEMM
+    /// kernels (INT8 models: twice the int16 product rate, coarser).
+    Int8,
 }
 
 impl Numerics {
@@ -27,6 +32,7 @@ impl Numerics {
         match self {
             Numerics::F32 => "f32",
             Numerics::Int16 => "int16",
+            Numerics::Int8 => "int8",
         }
     }
 
@@ -35,6 +41,7 @@ impl Numerics {
         match name {
             "f32" => Some(Numerics::F32),
             "int16" => Some(Numerics::Int16),
+            "int8" => Some(Numerics::Int8),
             _ => None,
         }
     }
@@ -56,8 +63,11 @@ pub enum AttentionShapeError {
         dim: usize,
     },
     /// More keys than integer attention keeps exact.
-    #[error("attention: {keys} keys, int16 attention takes at most {max}")]
+    #[error("attention: {keys} keys, integer attention takes at most {max}")]
     TooManyKeys { keys: usize, max: usize },
+    /// The INT8 products refused their operands (a bug: shapes are checked first).
+    #[error(transparent)]
+    Int8(#[from] crate::int8::Int8ShapeError),
 }
 
 /// One head's inputs: `queries` rows of Q and `keys` rows of K and V, each `dim` wide, read
@@ -79,6 +89,7 @@ struct Scratch {
     /// Kᵀ of the current head (f32 numerics).
     keys_t: Vec<f32>,
     int16: int16::Scratch,
+    int8: int8::Scratch,
 }
 
 std::thread_local! {
@@ -87,7 +98,7 @@ std::thread_local! {
 
 /// `out = softmax(Q·Kᵀ·scale)·V` for one head. `scores` holds `queries` rows of stride
 /// `score_stride ≥ keys` (left holding the probabilities with f32 numerics, each row's
-/// `exp(score - max)` with int16); `out` is `[queries, dim]` dense.
+/// `exp(score - max)` with int16 and int8, the latter with `exp_coarse`); `out` is `[queries, dim]` dense.
 pub fn attention_head(
     head: HeadInputs<'_>,
     scale: f32,
@@ -113,7 +124,7 @@ pub fn attention_head(
         keys,
         dim,
     };
-    if numerics == Numerics::Int16 && keys > int16::MAX_KEYS {
+    if numerics != Numerics::F32 && keys > int16::MAX_KEYS {
         return Err(AttentionShapeError::TooManyKeys {
             keys,
             max: int16::MAX_KEYS,
@@ -146,9 +157,12 @@ pub fn attention_head(
     }
     // Taken out of the thread local so the kernels are not compiled inside its closure.
     let mut scratch = SCRATCH.take();
-    match numerics {
-        Numerics::F32 => attend(head, scale, scores, score_stride, out, &mut scratch.keys_t),
-        Numerics::Int16 => {
+    let result = match numerics {
+        Numerics::F32 => {
+            attend(head, scale, scores, score_stride, out, &mut scratch.keys_t);
+            Ok(())
+        }
+        integer => {
             let job = int16::Job {
                 head,
                 scale,
@@ -156,11 +170,16 @@ pub fn attention_head(
                 score_stride,
                 out,
             };
-            int16::attend(crate::isa(), job, &mut scratch.int16)
+            if integer == Numerics::Int16 {
+                int16::attend(crate::isa(), job, &mut scratch.int16);
+                Ok(())
+            } else {
+                int8::attend(job, &mut scratch.int8).map_err(AttentionShapeError::from)
+            }
         }
-    }
+    };
     SCRATCH.set(scratch);
-    Ok(())
+    result
 }
 
 /// [`attention_head`] after validation, with `kt` as scratch.
@@ -404,10 +423,14 @@ mod tests {
             keys: int16::MAX_KEYS + 1,
             ..h
         };
-        let err = attention_head(many, 1.0, Numerics::Int16, &mut scores, 8, &mut out).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "attention: 32769 keys, int16 attention takes at most 32768"
-        );
+        for numerics in [Numerics::Int16, Numerics::Int8] {
+            let err = attention_head(many, 1.0, numerics, &mut scores, 8, &mut out).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "attention: 32769 keys, integer attention takes at most 32768"
+            );
+        }
+        let err = attention_head(h, 1.0, Numerics::Int8, &mut scores, 8, &mut out).map(|_| ());
+        assert_eq!(err, Ok(()));
     }
 }

@@ -77,6 +77,13 @@ multiversion! {
 }
 
 multiversion! {
+    /// Softmax in 8 bits for INT8 attention: `out[j] = round(255·e[j])` with
+    /// `e[j] = exp_coarse(x[j] - max)` (left in `x`); returns the row's dequantization scale
+    /// `(1/Σe)/255`, so `p[j] ≈ out[j]·scale` (the largest probability maps to 255).
+    pub fn softmax_u8_row(x: &mut [f32], out: &mut [u8]) -> f32 => softmax_u8_generic;
+}
+
+multiversion! {
     /// `Σ a[i]·b[i]` in one fixed order (16 interleaved partial sums, then a fixed tree; no
     /// fused multiply-add), so every ISA and target returns the same bits.
     pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_generic;
@@ -225,6 +232,24 @@ pub fn exp_approx(x: f32) -> f32 {
     p * scale
 }
 
+/// `e^x` for x ≤ 0 within ~5e-5 relative (x below -87 gives 2^-126): enough for 8-bit
+/// probabilities, at about half the operations of [`exp_approx`]. `2^t = 2^n·2^f` with
+/// `t = x·log2(e)`, n the nearest integer, and the degree-4 Taylor polynomial of `2^f`.
+#[inline(always)]
+pub fn exp_coarse(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let t = (x * std::f32::consts::LOG2_E).clamp(-126.0, 0.0);
+    let shifted = t + ROUND;
+    let f = t - (shifted - ROUND);
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    const C1: f32 = std::f32::consts::LN_2;
+    const C2: f32 = 0.240_226_5;
+    const C3: f32 = 0.055_504_11;
+    const C4: f32 = 0.009_618_129;
+    let p = 1.0 + f * (C1 + f * (C2 + f * (C3 + f * C4)));
+    p * f32::from_bits(n_int.wrapping_add(127) << 23)
+}
+
 /// `erfc(z)` for z ≥ 0, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
 #[inline(always)]
 fn erfc_nonneg(z: f32) -> f32 {
@@ -359,24 +384,45 @@ pub(crate) fn softmax_fixed_point_generic(x: &mut [f32], out: &mut [i16], one: f
         return;
     }
     let max = lane_max(x);
-    // Exponentials and lane_sum's partial sums in one pass (lane i adds elements i, i+16, ...).
+    let sum = exp_shifted_sum(x, max, exp_approx);
+    let inv = 1.0 / sum;
+    for (o, &e) in out.iter_mut().zip(x.iter()) {
+        *o = round_to_i16((e * inv) * one);
+    }
+}
+
+/// `x[j] = exp(x[j] - max)`, returning `Σ x` in [`lane_sum`]'s order (lane i adds elements i,
+/// i+16, ...), in one pass.
+#[inline(always)]
+fn exp_shifted_sum(x: &mut [f32], max: f32, exp: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = x.chunks_exact_mut(LANES);
     for c in chunks.by_ref() {
         for i in 0..LANES {
-            c[i] = exp_approx(c[i] - max);
+            c[i] = exp(c[i] - max);
             acc[i] += c[i];
         }
     }
     let mut sum = reduce(acc, |a, b| a + b);
     for v in chunks.into_remainder() {
-        *v = exp_approx(*v - max);
+        *v = exp(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    for (o, &e) in out.iter_mut().zip(x.iter()) {
-        *o = round_to_i16((e * inv) * one);
+    sum
+}
+
+#[inline(always)]
+fn softmax_u8_generic(x: &mut [f32], out: &mut [u8]) -> f32 {
+    assert_eq!(x.len(), out.len(), "softmax_u8_row: lengths differ");
+    if x.is_empty() {
+        return 1.0;
     }
+    let max = lane_max(x);
+    let sum = exp_shifted_sum(x, max, exp_coarse);
+    for (o, &e) in out.iter_mut().zip(x.iter()) {
+        *o = quantize_u8(e, 255.0, 0.0);
+    }
+    (1.0 / sum) / 255.0
 }
 
 #[inline(always)]
@@ -599,6 +645,52 @@ mod tests {
                 .iter()
                 .zip(&x)
                 .all(|(a, b)| a.to_bits() == exp_approx(b - max).to_bits()));
+        }
+    }
+
+    #[test]
+    fn exp_coarse_is_close_to_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 0.000_435;
+            let want = (x as f64).exp();
+            worst = worst.max((exp_coarse(x) as f64 - want).abs() / want);
+        }
+        assert!(worst < 6e-5, "relative error {worst}");
+        assert_eq!(exp_coarse(0.0), 1.0);
+        assert_eq!(exp_coarse(-1000.0), f32::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn softmax_u8_is_8_bit_softmax() {
+        for (len, seed) in [(1, 1), (15, 2), (16, 3), (17, 4), (384, 5), (383, 6), (0, 7)] {
+            let x: Vec<f32> = crate::test_util::fill(len, seed)
+                .iter()
+                .map(|v| v * 12.0)
+                .collect();
+            let (mut e, mut q) = (x.clone(), vec![0u8; len]);
+            let scale = softmax_u8_row(&mut e, &mut q);
+            assert_eq!(
+                softmax_u8_generic(&mut x.clone(), &mut vec![0u8; len]).to_bits(),
+                scale.to_bits()
+            );
+            let max = x.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+            let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+            for (j, &v) in x.iter().enumerate() {
+                let exact = (v as f64 - max).exp();
+                assert!(
+                    (q[j] as f64 - 255.0 * exact).abs() <= 0.52,
+                    "len {len} [{j}]: {} vs {}",
+                    q[j],
+                    255.0 * exact
+                );
+                assert!((e[j] as f64 - exact).abs() <= 6e-5 * exact);
+                assert!((q[j] as f64 * scale as f64 - exact / sum).abs() <= 0.52 / 255.0 / sum + 1e-5);
+            }
+            if len > 0 {
+                assert_eq!(q.iter().copied().max(), Some(255));
+                assert!((scale as f64 * 255.0 * sum - 1.0).abs() < 1e-4);
+            }
         }
     }
 

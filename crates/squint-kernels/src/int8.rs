@@ -32,9 +32,22 @@ const KC_GROUPS: usize = 96;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// Lines viewed as their bytes.
+trait LineBytes {
+    fn as_flattened_bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl LineBytes for [Line] {
+    fn as_flattened_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `Line` is `repr(C)` around `[u8; 64]`: a slice of lines is 64·len contiguous
+        // initialised bytes, borrowed mutably for the same lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr().cast::<u8>(), self.len() * 64) }
+    }
+}
+
 /// Signed 8-bit weights `[k, n]` packed for the kernels, with their column sums (for the
 /// activation zero point: Σ_k (a - z)·w = Σ_k a·w - z·Σ_k w).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PackedI8 {
     k: usize,
     n: usize,
@@ -48,50 +61,84 @@ pub struct PackedI8 {
 impl PackedI8 {
     /// Packs `Wᵀ` where `w` is `[n, k]` row-major (PyTorch's `Linear.weight` layout).
     pub fn from_transposed(w: &[i8], n: usize, k: usize) -> PackedI8 {
-        assert_eq!(
-            w.len(),
-            n * k,
-            "PackedI8::from_transposed: {n}x{k} needs {} values",
-            n * k
-        );
-        let k4 = k.div_ceil(4) * 4;
-        let panels = n.div_ceil(NR);
-        // Per panel: k4/4 groups × NR columns × 4 bytes = k4·NR bytes = k4 lines.
-        let mut lines = vec![Line([0; 64]); panels * k4];
-        // Column sums and the packed bytes, each written in order: rows of `w` are columns of
-        // Wᵀ, so a column's k values are contiguous and each group of four is one 4-byte copy.
-        let col_sums: Vec<i32> = w
-            .chunks_exact(k.max(1))
-            .take(n)
-            .map(|row| row.iter().map(|&v| v as i32).sum())
-            .collect();
+        let mut packed = PackedI8::default();
+        packed.repack_transposed(w, n, k);
+        packed
+    }
+
+    /// Repacks `self` (reusing its buffers) as [`PackedI8::from_transposed`] would: attention's
+    /// Kᵀ, packed head after head.
+    #[inline(always)]
+    pub fn repack_transposed(&mut self, w: &[i8], n: usize, k: usize) {
+        assert_eq!(w.len(), n * k, "PackedI8: {n}x{k} needs {} values", n * k);
+        self.reset(n, k);
+        // Rows of `w` are columns of Wᵀ: a column's k values are contiguous, and each group of
+        // four is one 4-byte copy.
         let (full, tail) = (k / 4, k % 4);
-        for p in 0..panels {
-            let panel = &mut lines[p * k4..(p + 1) * k4];
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for g in 0..full {
-                    let flat = g * NR * 4 + j * 4;
-                    let line = &mut panel[flat / 64].0;
-                    for q in 0..4 {
-                        line[flat % 64 + q] = row[4 * g + q] as u8;
-                    }
-                }
-                for q in 0..tail {
-                    let flat = full * NR * 4 + j * 4 + q;
-                    panel[flat / 64].0[flat % 64] = row[4 * full + q] as u8;
+        for (col, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
+            let panel = &mut self.lines[(col / NR) * self.k4..][..self.k4];
+            let j = col % NR;
+            for (g, four) in row.as_chunks::<4>().0.iter().enumerate() {
+                let flat = g * NR * 4 + j * 4;
+                panel[flat / 64].0[flat % 64..flat % 64 + 4].copy_from_slice(&four.map(|v| v as u8));
+            }
+            for q in 0..tail {
+                let flat = full * NR * 4 + j * 4 + q;
+                panel[flat / 64].0[flat % 64] = row[4 * full + q] as u8;
+            }
+            self.col_sums.push(row.iter().map(|&v| v as i32).sum());
+        }
+        if k == 0 {
+            self.col_sums.resize(n, 0);
+        }
+        self.seven_bit = w.iter().all(|&v| (-64..=63).contains(&v));
+    }
+
+    /// Repacks `self` (reusing its buffers) as `B` where `b` is `[k, n]` row-major: attention's
+    /// V, packed head after head.
+    #[inline(always)]
+    pub fn repack_row_major(&mut self, b: &[i8], k: usize, n: usize) {
+        assert_eq!(b.len(), n * k, "PackedI8: {k}x{n} needs {} values", n * k);
+        self.reset(n, k);
+        self.col_sums.resize(n, 0);
+        for row in b.chunks_exact(n.max(1)) {
+            for (sum, &v) in self.col_sums.iter_mut().zip(row) {
+                *sum += v as i32;
+            }
+        }
+        // Four rows of `b` at a time become one group: column j's four bytes adjacent, 64
+        // columns (256 bytes) per panel and group.
+        let k4 = self.k4;
+        for (g, rows) in b.chunks(4 * n.max(1)).enumerate() {
+            let row = |q: usize| rows.get(q * n..(q + 1) * n).unwrap_or(&[]);
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            for p in 0..n.div_ceil(NR) {
+                let lines = &mut self.lines[p * k4 + 4 * g..][..4];
+                let group = lines.as_flattened_bytes_mut();
+                for (jj, four) in group
+                    .as_chunks_mut::<4>()
+                    .0
+                    .iter_mut()
+                    .enumerate()
+                    .take(NR.min(n - p * NR))
+                {
+                    let j = p * NR + jj;
+                    let at = |r: &[i8]| r.get(j).map_or(0, |&v| v as u8);
+                    *four = [at(r0), at(r1), at(r2), at(r3)];
                 }
             }
         }
-        let seven_bit = w.iter().all(|&v| (-64..=63).contains(&v));
-        PackedI8 {
-            k,
-            n,
-            k4,
-            lines,
-            col_sums,
-            seven_bit,
-        }
+        self.seven_bit = b.iter().all(|&v| (-64..=63).contains(&v));
+    }
+
+    /// Sizes `self` for a `[k, n]` matrix, every packed byte zero and no column sums yet.
+    fn reset(&mut self, n: usize, k: usize) {
+        let k4 = k.div_ceil(4) * 4;
+        // Per panel: k4/4 groups × NR columns × 4 bytes = k4·NR bytes = k4 lines.
+        self.lines.clear();
+        self.lines.resize(n.div_ceil(NR) * k4, Line([0; 64]));
+        self.col_sums.clear();
+        (self.k, self.n, self.k4) = (k, n, k4);
     }
 
     pub fn rows(&self) -> usize {
@@ -325,12 +372,6 @@ pub fn matmul_quantized(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let isa = int8_kernel(b);
-    let panels = n.div_ceil(NR);
-    let threads = match parallelism {
-        Parallelism::Threads(t) if t > 1 => t.min(panels),
-        _ => 1,
-    };
     QUANTIZED_A.with(|cell| {
         let mut fresh = (Vec::new(), Vec::new());
         let mut borrowed = cell.try_borrow_mut();
@@ -339,34 +380,98 @@ pub fn matmul_quantized(
             Err(_) => &mut fresh,
         };
         quantize_pack_rows(buf, quant, x, ldx, m, k, b.k4, act, parallelism);
-        let (packed, quant): (&[u8], &[RowQuant]) = (buf, quant);
-        let out = OutPtr(c.as_mut_ptr());
-        let job = |t: usize| {
-            let (p0, p1) = (panels * t / threads, panels * (t + 1) / threads);
-            // SAFETY: thread t writes only columns [p0·NR, min(p1·NR, n)) of C's m rows (bounds
-            // checked above); the column ranges of different threads are disjoint.
-            unsafe {
-                ColumnsJob {
-                    isa,
-                    c: out,
-                    ldc,
-                    packed,
-                    quant,
-                    m,
-                    b,
-                    col_scale,
-                    epilogue,
-                }
-                .run(p0..p1)
-            };
-        };
-        if threads == 1 {
-            job(0);
-        } else {
-            run_parallel(threads, &job);
-        }
+        multiply_packed(c, ldc, buf, quant, m, b, col_scale, epilogue, parallelism);
     });
     Ok(())
+}
+
+/// Packs `m` rows of `k` u8 into the A layout of [`pack_a`] for weights of `k4` packed rows,
+/// one row at a time: `row(i, bytes)` writes row `i`'s `k` bytes and returns its parameters.
+/// For callers that quantize on the fly (attention's probabilities).
+#[inline(always)]
+pub(crate) fn pack_rows_with(
+    buf: &mut Vec<u8>,
+    quant: &mut Vec<RowQuant>,
+    row_bytes: &mut Vec<u8>,
+    (m, k, k4): (usize, usize, usize),
+    mut row: impl FnMut(usize, &mut [u8]) -> RowQuant,
+) {
+    let tiles = m.div_ceil(MR);
+    // Every real row is rewritten whole (k4 bytes, the tail zero); only padding rows are cleared.
+    buf.resize(tiles * MR * k4, 0);
+    for tile in buf.chunks_exact_mut(MR * k4).skip(m / MR) {
+        tile.fill(0);
+    }
+    quant.clear();
+    quant.resize(tiles * MR, RowQuant { scale: 1.0, zero: 0 });
+    row_bytes.clear();
+    row_bytes.resize(k4, 0);
+    for (i, param) in quant.iter_mut().enumerate().take(m) {
+        *param = row(i, &mut row_bytes[..k]);
+        let tile = buf[(i / MR) * MR * k4..][..MR * k4].as_chunks_mut::<4>().0;
+        for (dst, four) in tile
+            .iter_mut()
+            .skip(i % MR)
+            .step_by(MR)
+            .zip(row_bytes.as_chunks::<4>().0)
+        {
+            *dst = *four;
+        }
+    }
+}
+
+/// The INT8 GEMM and its float epilogue for activations already packed with their row
+/// parameters (`quant` has an entry per packed row); shapes checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn multiply_packed(
+    c: &mut [f32],
+    ldc: usize,
+    packed: &[u8],
+    quant: &[RowQuant],
+    m: usize,
+    b: &PackedI8,
+    col_scale: &[f32],
+    epilogue: Epilogue<'_>,
+    parallelism: Parallelism,
+) {
+    let isa = int8_kernel(b);
+    let panels = b.n.div_ceil(NR);
+    let threads = match parallelism {
+        Parallelism::Threads(t) if t > 1 => t.min(panels),
+        _ => 1,
+    };
+    assert!(
+        m == 0
+            || (packed.len() >= m.div_ceil(MR) * MR * b.k4
+                && quant.len() >= m
+                && (m - 1) * ldc + b.n <= c.len()),
+        "multiply_packed: operands shorter than their shapes"
+    );
+    let out = OutPtr(c.as_mut_ptr());
+    let job = |t: usize| {
+        let (p0, p1) = (panels * t / threads, panels * (t + 1) / threads);
+        // SAFETY: thread t writes only columns [p0·NR, min(p1·NR, n)) of C's m rows (bounds
+        // asserted above); the column ranges of different threads are disjoint.
+        unsafe {
+            ColumnsJob {
+                isa,
+                c: out,
+                ldc,
+                packed,
+                quant,
+                m,
+                b,
+                col_scale,
+                epilogue,
+            }
+            .run(p0..p1)
+        };
+    };
+    if threads == 1 {
+        job(0);
+    } else {
+        run_parallel(threads, &job);
+    }
 }
 
 /// The column panels one thread computes in [`matmul_quantized`]: inputs, output and weights.

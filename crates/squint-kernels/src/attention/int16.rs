@@ -54,7 +54,7 @@ fn word(lo: i16, hi: i16) -> i32 {
 
 /// `max|x|` (0 for an empty slice), in 16 lanes so that it vectorises (max is order-free).
 #[inline(always)]
-fn abs_max(x: &[f32]) -> f32 {
+pub(super) fn abs_max(x: &[f32]) -> f32 {
     let larger = |m: f32, v: f32| if v > m { v } else { m };
     let mut lanes = [0.0f32; 16];
     let chunks = x.chunks_exact(16);
@@ -66,6 +66,21 @@ fn abs_max(x: &[f32]) -> f32 {
     }
     let m = rest.iter().fold(0.0, |m, v| larger(m, v.abs()));
     lanes.into_iter().fold(m, larger)
+}
+
+/// `out[c] = max|x[r][c]|` over `rows` rows of `width` values (row `r` at `x[r·stride..]`):
+/// V's per-column ranges.
+#[inline(always)]
+pub(super) fn column_abs_max(x: &[f32], stride: usize, rows: usize, width: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(width, 0.0);
+    for row in x.chunks(stride).take(rows) {
+        for (m, &v) in out.iter_mut().zip(&row[..width]) {
+            if v.abs() > *m {
+                *m = v.abs();
+            }
+        }
+    }
 }
 
 /// Pairs `values` (even length) into words: `words[i] = word(values[2i], values[2i + 1])`.
@@ -205,15 +220,7 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
 
     // V as B: per-column scales, rows paired.
     let dim_cols = dim.next_multiple_of(COL_BLOCK);
-    s.col_scale.clear();
-    s.col_scale.resize(dim, 0.0);
-    for row in v.chunks(stride).take(keys) {
-        for (m, &x) in s.col_scale.iter_mut().zip(&row[..dim]) {
-            if x.abs() > *m {
-                *m = x.abs();
-            }
-        }
-    }
+    column_abs_max(v, stride, keys, dim, &mut s.col_scale);
     s.row_scale.clear();
     s.row_scale.extend(
         s.col_scale
