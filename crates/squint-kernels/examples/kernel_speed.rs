@@ -3,7 +3,8 @@
 //!   CARGO_TARGET_WASM32_WASIP1_RUNNER="node scripts/wasi-run.mjs" \
 //!   CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" \
 //!   cargo run --release -p squint-kernels --example kernel_speed --target wasm32-wasip1
-//! (natively: `cargo run --release -p squint-kernels --example kernel_speed`).
+//! (natively: `cargo run --release -p squint-kernels --example kernel_speed`; `SQUINT_SHAPES=bert-base`
+//! times bert-base's four GEMMs instead of MiniLM's).
 
 use squint_kernels::attention::{attention_head, HeadInputs, Numerics};
 use squint_kernels::int8::{matmul_u8i8, PackedI8};
@@ -25,16 +26,33 @@ fn best_of_5(mut f: impl FnMut()) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let isa = squint_kernels::isa().name();
-    for (m, k, n) in [(384, 384, 1536), (384, 1536, 384), (384, 384, 1152)] {
+    let shapes = match std::env::var("SQUINT_SHAPES").as_deref() {
+        Ok("bert-base") => vec![
+            (384, 768, 3072),
+            (384, 3072, 768),
+            (384, 768, 2304),
+            (384, 768, 768),
+        ],
+        _ => vec![(384, 384, 1536), (384, 1536, 384), (384, 384, 1152)],
+    };
+    for (m, k, n) in shapes {
         let a: Vec<u8> = (0..m * k).map(|i| (i * 31 % 251) as u8).collect();
-        let w: Vec<i8> = (0..n * k).map(|i| (i * 17 % 255) as u8 as i8).collect();
-        let b = PackedI8::from_transposed(&w, n, k);
-        let mut c = vec![0i32; m * n];
-        let mut result = Ok(());
-        let secs = best_of_5(|| result = matmul_u8i8(&mut c, n, &a, k, m, &b));
-        result?;
-        let gops = 2.0 * (m * k * n) as f64 / secs / 1e9;
-        println!("{isa} int8 {m}x{k}x{n}: {:.2} ms, {gops:.1} GOP/s", secs * 1e3);
+        // Full 8-bit weights, then the 7-bit grid ([-63, 63]) that AVX2 multiplies in one step.
+        for (bits, modulus) in [(8, 255), (7, 127)] {
+            let w: Vec<i8> = (0..n * k)
+                .map(|i| ((i * 17 % modulus) as i32 - modulus as i32 / 2) as i8)
+                .collect();
+            let b = PackedI8::from_transposed(&w, n, k);
+            let mut c = vec![0i32; m * n];
+            let mut result = Ok(());
+            let secs = best_of_5(|| result = matmul_u8i8(&mut c, n, &a, k, m, &b));
+            result?;
+            let gops = 2.0 * (m * k * n) as f64 / secs / 1e9;
+            println!(
+                "{isa} int8 w{bits} {m}x{k}x{n}: {:.2} ms, {gops:.1} GOP/s",
+                secs * 1e3
+            );
+        }
     }
     for (l, d, heads) in [(384usize, 32usize, 12usize), (384, 64, 12)] {
         let stride = 3 * heads * d;

@@ -8,8 +8,8 @@
 //!
 //! AVX2 has no exact u8·s8 dot: `vpmaddubsw` saturates pairs at i16. For weights packed as
 //! 7-bit (|w| ≤ 64, see [`PackedI8::seven_bit`]) one `vpmaddubsw` is exact (2·255·64 = 32640
-//! fits); for any other weights the activations are split into low 7 bits and top bit, two
-//! exact `vpmaddubsw` each.
+//! fits); any other weights are widened to i16 one K block at a time and multiplied with
+//! `vpmaddwd` (u8·s8 pair sums fit i32), half the products per instruction but no second step.
 
 use crate::dispatch::Isa;
 use crate::elementwise::{
@@ -26,6 +26,8 @@ pub const MR: usize = 6;
 /// Groups of four k per K block (k = 384): one panel's block is 24 KiB, so it stays in L1
 /// while every row tile of A streams past it.
 const KC_GROUPS: usize = 96;
+/// Groups per K block when the block is widened to i16 (AVX2, 8-bit weights): 24 KiB again.
+const KC_WIDE_GROUPS: usize = 48;
 
 /// One cache line of packed bytes.
 #[derive(Clone, Copy, Debug)]
@@ -181,7 +183,7 @@ pub struct Int8ShapeError {
 }
 
 /// The kernel [`matmul_u8i8`] runs for these weights: this process's ISA (every kernel is
-/// exact for any s8 weights; AVX2 picks its 7-bit or split form per panel).
+/// exact for any s8 weights; AVX2 picks its 7-bit or widened form per matrix).
 pub fn int8_kernel(_b: &PackedI8) -> Isa {
     crate::isa()
 }
@@ -230,10 +232,11 @@ pub fn matmul_u8i8_with(
     };
     let mut packed = Vec::new();
     pack_a(&mut packed, a, lda, m, k, b.k4);
-    let mut acc = Vec::new();
+    let mut scratch = PanelScratch::default();
     for p in 0..n.div_ceil(NR) {
         let cols = NR.min(n - p * NR);
-        panel_product(isa, &packed, m, b, p, &mut acc);
+        panel_product(isa, &packed, m, b, p, &mut scratch);
+        let acc = &scratch.acc;
         for row in 0..m {
             c[row * ldc + p * NR..row * ldc + p * NR + cols].copy_from_slice(&acc[row * NR..row * NR + cols]);
         }
@@ -539,10 +542,11 @@ impl ColumnsJob<'_> {
         } = *self;
         // Taken out of the thread local rather than used inside `with`: the closure would be
         // compiled apart from this function, without its vector ISA (an SSE2 epilogue).
-        let mut acc = PANEL_ACC.with(|cell| cell.take());
+        let mut scratch = PANEL_SCRATCH.with(|cell| cell.take());
         for p in panels {
             let (c0, cols) = (p * NR, NR.min(b.n - p * NR));
-            panel_product(isa, packed, m, b, p, &mut acc);
+            panel_product(isa, packed, m, b, p, &mut scratch);
+            let acc = &scratch.acc;
             let (col_sums, col_scale) = (&b.col_sums[c0..c0 + cols], &col_scale[c0..c0 + cols]);
             let bias = epilogue.bias.map(|bias| &bias[c0..c0 + cols]);
             for (row, q) in quant.iter().enumerate().take(m) {
@@ -564,28 +568,67 @@ impl ColumnsJob<'_> {
                 }
             }
         }
-        PANEL_ACC.with(|cell| cell.replace(acc));
+        PANEL_SCRATCH.with(|cell| cell.replace(scratch));
     }
 }
 
+/// Per-thread buffers of [`panel_product`].
+#[derive(Default)]
+struct PanelScratch {
+    /// One panel's i32 accumulators for every row.
+    acc: Vec<i32>,
+    /// The current K block of the panel widened to i16 (AVX2 with 8-bit weights only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    wide: Vec<i16>,
+}
+
 std::thread_local! {
-    /// One panel's i32 accumulators for every row (per worker thread).
-    static PANEL_ACC: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PANEL_SCRATCH: std::cell::RefCell<PanelScratch> = std::cell::RefCell::new(PanelScratch::default());
+}
+
+/// Whether `isa` multiplies `b` from i16-widened blocks: AVX2 with weights outside the 7-bit grid.
+fn widens(isa: Isa, b: &PackedI8) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx2 && !b.seven_bit
 }
 
 /// `acc[row·NR + j] = Σ_k A[row, k]·B[k, p·NR + j]` for every row of the packed A and the 64
 /// columns of panel `p`. K is cut into blocks whose panel slice stays in L1 while all of A's row
 /// tiles pass over it; the partial sums live in `acc` (in L2) between blocks.
-fn panel_product(isa: Isa, packed: &[u8], m: usize, b: &PackedI8, p: usize, acc: &mut Vec<i32>) {
+fn panel_product(isa: Isa, packed: &[u8], m: usize, b: &PackedI8, p: usize, scratch: &mut PanelScratch) {
     let (groups, tiles) = (b.k4 / 4, m.div_ceil(MR));
+    let acc = &mut scratch.acc;
     // No zeroing: the first K block overwrites.
     if acc.len() < tiles * MR * NR {
         acc.resize(tiles * MR * NR, 0);
     }
     let panel = b.panel(p);
-    for g0 in (0..groups).step_by(KC_GROUPS) {
-        let gc = KC_GROUPS.min(groups - g0);
+    let wide = widens(isa, b);
+    let kc = if wide { KC_WIDE_GROUPS } else { KC_GROUPS };
+    for g0 in (0..groups).step_by(kc) {
+        let gc = kc.min(groups - g0);
         let b_block = &panel[g0 * NR * 4..(g0 + gc) * NR * 4];
+        if wide {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `widens` is only true for Isa::Avx2, returned only when avx2 was detected;
+            // the block and tile sizes are those `tile` checks.
+            unsafe {
+                x86::widen_block(b_block, &mut scratch.wide);
+                for t in 0..tiles {
+                    let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
+                    x86::tile_avx2_wide(
+                        MR,
+                        gc,
+                        a_block,
+                        &scratch.wide,
+                        &mut acc[t * MR * NR..],
+                        NR,
+                        NR,
+                        g0 > 0,
+                    );
+                }
+            }
+            continue;
+        }
         for t in 0..tiles {
             let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
             tile(
@@ -647,10 +690,11 @@ fn tile(
             return unsafe { x86::tile_avxvnni(rows, groups, a, panel, c, ldc, cols, accumulate) }
         }
         // SAFETY: Avx2 is only returned when avx2 was detected; `seven_bit` is the panel's
-        // own record that every weight lies in [-64, 63].
-        Isa::Avx2 => {
-            return unsafe { x86::tile_avx2(seven_bit, rows, groups, a, panel, c, ldc, cols, accumulate) }
+        // own record that every weight lies in [-64, 63] (other weights go to `tile_avx2_wide`).
+        Isa::Avx2 if seven_bit => {
+            return unsafe { x86::tile_avx2_seven_bit(rows, groups, a, panel, c, ldc, cols, accumulate) }
         }
+        Isa::Avx2 => unreachable!("8-bit weights on AVX2 are multiplied by tile_avx2_wide"),
         Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
@@ -931,18 +975,14 @@ mod x86 {
         unsafe { tile_ymm::<VNNI>(rows, groups, a, panel, c, ldc, cols, accumulate) }
     }
 
-    /// AVX2. For 7-bit weights one `vpmaddubsw` + `vpmaddwd` per product is exact (pair sums
-    /// of 255·64 fit i16); for any other weights each activation byte is split into its low 7
-    /// bits and its top bit (0 or 128), each half with its own `vpmaddubsw` (pair sums of
-    /// 2·127·128 and 2·128·128 fit). Compiled without avxvnni so no VNNI instruction appears.
+    /// AVX2 for 7-bit weights: one `vpmaddubsw` + `vpmaddwd` per product is exact (pair sums
+    /// of 255·64 fit i16). Compiled without avxvnni so no VNNI instruction appears.
     ///
     /// # Safety
-    /// Requires avx2; with `seven_bit`, every weight must be in [-64, 63]; buffer sizes as for
-    /// [`tile_avx512vnni`].
+    /// Requires avx2; every weight must be in [-64, 63]; buffer sizes as for [`tile_avx512vnni`].
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_avx2(
-        seven_bit: bool,
+    pub(super) unsafe fn tile_avx2_seven_bit(
         rows: usize,
         groups: usize,
         a: &[u8],
@@ -953,20 +993,99 @@ mod x86 {
         accumulate: bool,
     ) {
         // SAFETY: the caller's contract; the VNNI branch is compiled out.
-        unsafe {
-            if seven_bit {
-                tile_ymm::<SEVEN_BIT>(rows, groups, a, panel, c, ldc, cols, accumulate)
-            } else {
-                tile_ymm::<SPLIT>(rows, groups, a, panel, c, ldc, cols, accumulate)
+        unsafe { tile_ymm::<SEVEN_BIT>(rows, groups, a, panel, c, ldc, cols, accumulate) }
+    }
+
+    /// [`tile_ymm`] modes: `vpdpbusd`; one saturation-free `vpmaddubsw` (7-bit weights).
+    const VNNI: u8 = 0;
+    const SEVEN_BIT: u8 = 1;
+
+    /// Widens one K block of a panel (`groups` × 64 columns × 4 bytes, the `vpdpbusd` layout)
+    /// to i16 for [`tile_avx2_wide`]: per group, the 64 columns' (k0, k1) pairs, then their
+    /// (k2, k3) pairs, each pair one i32 lane of `vpmaddwd`.
+    ///
+    /// # Safety
+    /// Requires avx2; `block.len()` is a multiple of 256.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn widen_block(block: &[u8], wide: &mut Vec<i16>) {
+        debug_assert_eq!(block.len() % (NR * 4), 0);
+        wide.resize(block.len(), 0);
+        // Within each 128-bit lane (4 columns × 4 k): the (k0, k1) bytes of the 4 columns,
+        // then their (k2, k3) bytes.
+        let pairs = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+            11, 14, 15,
+        );
+        let out = wide.as_mut_ptr();
+        for (chunk, bytes) in block.chunks_exact(32).enumerate() {
+            let (g, c) = (chunk / 8, chunk % 8);
+            // SAFETY: `bytes` is 32 readable bytes; the two 32-byte stores land at i16 offsets
+            // (2g + h)·128 + 16c + [0, 16) < 256(g + 1) ≤ block.len() = wide.len().
+            unsafe {
+                let v = _mm256_shuffle_epi8(_mm256_loadu_si256(bytes.as_ptr().cast()), pairs);
+                // Quadwords [lane0 (k0,k1), lane1 (k0,k1), lane0 (k2,k3), lane1 (k2,k3)].
+                let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+                let low = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+                let high = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(v));
+                _mm256_storeu_si256(out.add(2 * g * 128 + 16 * c).cast(), low);
+                _mm256_storeu_si256(out.add((2 * g + 1) * 128 + 16 * c).cast(), high);
             }
         }
     }
 
-    /// [`tile_ymm`] modes: `vpdpbusd`; one saturation-free `vpmaddubsw` (7-bit weights);
-    /// activations split in two so any weight is exact.
-    const VNNI: u8 = 0;
-    const SEVEN_BIT: u8 = 1;
-    const SPLIT: u8 = 2;
+    /// AVX2 for any s8 weights, from a block widened by [`widen_block`]: each row's four
+    /// activation bytes become two u16 pairs, one `vpmaddwd` per pair of k and 8 columns (exact:
+    /// 2·255·128 fits i32). Same register blocking as [`tile_ymm`]: 2 rows × 32 columns.
+    ///
+    /// # Safety
+    /// Requires avx2; `a` holds `groups·MR·4` bytes, `wide` `groups·NR·4` i16, and `c` holds
+    /// `rows` rows of stride `ldc` with `cols` valid columns.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // unrolled register loops
+    pub(super) unsafe fn tile_avx2_wide(
+        rows: usize,
+        groups: usize,
+        a: &[u8],
+        wide: &[i16],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        debug_assert!(a.len() >= groups * MR * 4 && wide.len() >= groups * NR * 4);
+        let (ap, bp) = (a.as_ptr(), wide.as_ptr());
+        // Bytes 0, 1 (then 2, 3) of every i32 lane zero-extended to its two u16 halves.
+        let z = -1i8;
+        let halves = [
+            _mm256_setr_epi8(
+                0, z, 1, z, 0, z, 1, z, 0, z, 1, z, 0, z, 1, z, 0, z, 1, z, 0, z, 1, z, 0, z, 1, z, 0, z, 1,
+                z,
+            ),
+            _mm256_setr_epi8(
+                2, z, 3, z, 2, z, 3, z, 2, z, 3, z, 2, z, 3, z, 2, z, 3, z, 2, z, 3, z, 2, z, 3, z, 2, z, 3,
+                z,
+            ),
+        ];
+        for half in 0..2 {
+            for r0 in (0..MR).step_by(2) {
+                let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+                for g in 0..groups {
+                    // SAFETY: g < groups; the loads stay inside this group's 256 widened
+                    // weights and this tile's 24 A bytes.
+                    unsafe {
+                        let x: [__m256i; 2] = std::array::from_fn(|r| {
+                            _mm256_set1_epi32(ap.add((g * MR + r0 + r) * 4).cast::<i32>().read_unaligned())
+                        });
+                        let [b0, b1] = [0, 1].map(|h| bp.add((2 * g + h) * 128 + 64 * half));
+                        madd_pairs(&mut acc, x, halves[0], b0);
+                        madd_pairs(&mut acc, x, halves[1], b1);
+                    }
+                }
+                // SAFETY: avx2 is enabled here.
+                unsafe { store_ymm(&acc, r0, rows, half, c, ldc, cols, accumulate) };
+            }
+        }
+    }
 
     /// The 256-bit micro-kernel body shared by the AVX-VNNI and AVX2 wrappers.
     ///
@@ -988,13 +1107,7 @@ mod x86 {
         // 6×64 tile takes 2 column halves × 3 row pairs.
         let (ap, bp) = (a.as_ptr(), panel.as_ptr());
         // SAFETY: avx2 is enabled in every caller this body is inlined into.
-        let (ones, low7, top) = unsafe {
-            (
-                _mm256_set1_epi16(1),
-                _mm256_set1_epi8(0x7f),
-                _mm256_set1_epi8(0x80u8 as i8),
-            )
-        };
+        let ones = unsafe { _mm256_set1_epi16(1) };
         for half in 0..2 {
             for r0 in (0..MR).step_by(2) {
                 // SAFETY: as above.
@@ -1010,43 +1123,94 @@ mod x86 {
                             let x = _mm256_set1_epi32(
                                 ap.add((g * MR + r0 + r) * 4).cast::<i32>().read_unaligned(),
                             );
-                            let (low, high) = (_mm256_and_si256(x, low7), _mm256_and_si256(x, top));
                             for j in 0..4 {
                                 acc[r][j] = match MODE {
                                     // VNNI only inside `tile_avxvnni`.
                                     VNNI => _mm256_dpbusd_avx_epi32(acc[r][j], x, b[j]),
-                                    SEVEN_BIT => {
+                                    _ => {
                                         let pairs = _mm256_maddubs_epi16(x, b[j]);
                                         _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(pairs, ones))
-                                    }
-                                    _ => {
-                                        let low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, b[j]), ones);
-                                        let high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, b[j]), ones);
-                                        _mm256_add_epi32(acc[r][j], _mm256_add_epi32(low, high))
                                     }
                                 };
                             }
                         }
                     }
                 }
+                // SAFETY: avx2 is enabled in every caller this body is inlined into.
+                unsafe { store_ymm(&acc, r0, rows, half, c, ldc, cols, accumulate) };
+            }
+        }
+    }
+
+    /// `acc[r][j] += vpmaddwd(pairs of x[r] picked by `select`, the 8 widened columns at
+    /// `b + 16j`)` for 2 rows and 32 columns.
+    ///
+    /// # Safety
+    /// Requires avx2 (inlined into [`tile_avx2_wide`]); `b` points at 64 readable i16.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // unrolled register loops
+    unsafe fn madd_pairs(acc: &mut [[__m256i; 4]; 2], x: [__m256i; 2], select: __m256i, b: *const i16) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            // One weight vector live at a time: 8 accumulators + 2 rows + 1 weight + 1 product
+            // leave room for the two selectors in 16 ymm registers.
+            let x = x.map(|x| _mm256_shuffle_epi8(x, select));
+            for j in 0..4 {
+                let w = _mm256_loadu_si256(b.add(16 * j).cast());
                 for r in 0..2 {
-                    let row = r0 + r;
-                    if row >= rows {
-                        continue;
+                    acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(x[r], w));
+                }
+            }
+        }
+    }
+
+    /// Adds (or stores) a 2-row × 32-column block of accumulators, rows `r0`, `r0 + 1` and
+    /// columns `32·half..`, into C, skipping rows ≥ `rows` and columns ≥ `cols`.
+    ///
+    /// # Safety
+    /// Requires avx2 (inlined into the AVX2 kernels).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)] // unrolled register loops
+    unsafe fn store_ymm(
+        acc: &[[__m256i; 4]; 2],
+        r0: usize,
+        rows: usize,
+        half: usize,
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        for r in 0..2 {
+            let row = r0 + r;
+            if row >= rows {
+                continue;
+            }
+            for j in 0..4 {
+                let start = 32 * half + 8 * j;
+                if start >= cols {
+                    continue;
+                }
+                let out = &mut c[row * ldc + start..];
+                if cols - start >= 8 && out.len() >= 8 {
+                    // SAFETY: `out` has at least 8 values; avx2 (the caller's contract).
+                    unsafe {
+                        let at = out.as_mut_ptr().cast::<__m256i>();
+                        let v = if accumulate {
+                            _mm256_add_epi32(acc[r][j], _mm256_loadu_si256(at))
+                        } else {
+                            acc[r][j]
+                        };
+                        _mm256_storeu_si256(at, v);
                     }
-                    for j in 0..4 {
-                        let start = 32 * half + 8 * j;
-                        if start >= cols {
-                            continue;
-                        }
-                        let mut lanes = [0i32; 8];
-                        // SAFETY: storing into a local array of 8 i32.
-                        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc[r][j]) };
-                        let n = (cols - start).min(8);
-                        for (o, v) in c[row * ldc + start..row * ldc + start + n].iter_mut().zip(lanes) {
-                            *o = if accumulate { *o + v } else { v };
-                        }
-                    }
+                    continue;
+                }
+                let mut lanes = [0i32; 8];
+                // SAFETY: storing into a local array of 8 i32.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc[r][j]) };
+                let n = (cols - start).min(8);
+                for (o, v) in out[..n].iter_mut().zip(lanes) {
+                    *o = if accumulate { *o + v } else { v };
                 }
             }
         }
