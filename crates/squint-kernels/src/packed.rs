@@ -309,6 +309,13 @@ unsafe fn micro_tile(isa: Isa, rows: usize, kc: usize, a: &[f32], panel: &[f32],
         unsafe { by_rows!(micro_avx512) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::AvxVnni) {
+        // SAFETY: Avx2 and AvxVnni are only chosen when avx2 and fma were detected; the tile
+        // contract is the caller's.
+        unsafe { by_rows!(micro_avx2) };
+        return;
+    }
     let _ = isa;
     // SAFETY: the tile contract is the caller's.
     unsafe { by_rows!(micro_generic) };
@@ -425,6 +432,85 @@ unsafe fn micro_avx512<const R: usize>(kc: usize, a: &[f32], panel: &[f32], tile
     }
 }
 
+/// AVX2 + FMA micro-kernel: the R×64 tile as four R×16 quarters in 2R ymm accumulators each,
+/// with the AVX-512 kernel's operation order (one FMA per k, then C, then bias), so both
+/// return the same bits.
+///
+/// # Safety
+/// Requires avx2 and fma; otherwise as for [`micro_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // constant-bound index loops unroll into registers
+unsafe fn micro_avx2<const R: usize>(kc: usize, a: &[f32], panel: &[f32], tile: Tile) {
+    use std::arch::x86_64::*;
+    debug_assert!(panel.len() >= kc * NR && a.len() >= kc * MR);
+    let (ap, bp) = (a.as_ptr(), panel.as_ptr());
+    let (c, ldc, cols, load_c, bias) = (tile.c, tile.ldc, tile.cols, tile.load_c, tile.bias);
+    for quarter in 0..NR / 16 {
+        let c0 = 16 * quarter;
+        if c0 >= cols {
+            break;
+        }
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in 0..kc {
+            // SAFETY: p < kc, so the 16 floats at bp + NR·p + c0 are inside `panel`, and
+            // a[p·MR + r] is inside the packed tile for r < R ≤ MR (asserted above).
+            unsafe {
+                let b = [
+                    _mm256_loadu_ps(bp.add(p * NR + c0)),
+                    _mm256_loadu_ps(bp.add(p * NR + c0 + 8)),
+                ];
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
+                    for j in 0..2 {
+                        acc[r][j] = _mm256_fmadd_ps(av, b[j], acc[r][j]);
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for j in 0..2 {
+                let start = c0 + 8 * j;
+                if start >= cols {
+                    continue;
+                }
+                if cols - start >= 8 {
+                    // SAFETY: the 8 columns start..start + 8 < cols of row r < R are inside
+                    // the tile; a non-null bias points at `cols` values.
+                    unsafe {
+                        let out = c.add(r * ldc + start);
+                        let mut x = acc[r][j];
+                        if load_c {
+                            x = _mm256_add_ps(_mm256_loadu_ps(out), x);
+                        }
+                        if !bias.is_null() {
+                            x = _mm256_add_ps(x, _mm256_loadu_ps(bias.add(start)));
+                        }
+                        _mm256_storeu_ps(out, x);
+                    }
+                    continue;
+                }
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: storing into a local array of 8 floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][j]) };
+                let n = cols - start;
+                for (q, v) in lanes.iter().enumerate().take(n) {
+                    // SAFETY: row r < R and column start + q < cols are inside the tile; a
+                    // non-null bias points at `cols` values.
+                    unsafe {
+                        let out = c.add(r * ldc + start + q);
+                        let mut x = if load_c { *out + v } else { *v };
+                        if !bias.is_null() {
+                            x += *bias.add(start + q);
+                        }
+                        *out = x;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,34 +574,64 @@ mod tests {
         check(1, 1, 1, false, Parallelism::Sequential, 0, 0).unwrap();
     }
 
-    #[test]
-    fn generic_kernel_matches_reference() {
-        // Force the portable micro-kernel regardless of the CPU.
-        let (m, k, n) = (5, 37, 45);
-        let a = fill(m * k, 7);
-        let w = fill(n * k, 8);
-        let packed = PackedMatrix::from_transposed(&w, n, k);
-        let mut c = vec![0.0f32; m * n];
-        let mut a_tile = Vec::new();
-        pack_a(&mut a_tile, &a, k, m, k);
-        for p in 0..n.div_ceil(NR) {
-            let cols = NR.min(n - p * NR);
-            // SAFETY: the tile (5 rows, `cols` columns at p·NR) is inside `c`.
-            unsafe {
-                let tile = Tile {
-                    c: c.as_mut_ptr().add(p * NR),
-                    ldc: n,
-                    cols,
-                    load_c: false,
-                    bias: std::ptr::null(),
+    /// C of an `m`×`n` product computed tile by tile with `isa`'s micro-kernel (C preloaded
+    /// with ones when `load_c`, plus the bias).
+    fn micro_product(isa: Isa, m: usize, k: usize, n: usize, a: &[f32], w: &[f32], load_c: bool) -> Vec<f32> {
+        let packed = PackedMatrix::from_transposed(w, n, k);
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25 - 3.0).collect();
+        let mut c = vec![1.0f32; m * n];
+        let mut a_tiles = Vec::new();
+        pack_a(&mut a_tiles, a, k, m, k);
+        for t in 0..m.div_ceil(MR) {
+            let rows = MR.min(m - t * MR);
+            for p in 0..n.div_ceil(NR) {
+                let cols = NR.min(n - p * NR);
+                // SAFETY: the tile (`rows` rows from t·MR, `cols` columns from p·NR) is inside
+                // `c`, the packed A tile holds k·MR values and the bias `cols` values.
+                unsafe {
+                    let tile = Tile {
+                        c: c.as_mut_ptr().add(t * MR * n + p * NR),
+                        ldc: n,
+                        cols,
+                        load_c,
+                        bias: bias[p * NR..].as_ptr(),
+                    };
+                    micro_tile(
+                        isa,
+                        rows,
+                        k,
+                        &a_tiles[t * k * MR..(t + 1) * k * MR],
+                        packed.panel(p),
+                        tile,
+                    )
                 };
-                micro_generic::<5>(k, &a_tile, packed.panel(p), tile)
-            };
+            }
         }
-        for i in 0..m {
-            for j in 0..n {
-                let want: f32 = (0..k).map(|p| a[i * k + p] * w[j * k + p]).sum();
-                assert!((c[i * n + j] - want).abs() < 1e-4);
+        c
+    }
+
+    proptest! {
+        /// Every micro-kernel this CPU runs (the portable one included) against the definition,
+        /// for every row count and ragged column counts; AVX2 and AVX-512 (same FMA order) give
+        /// the same bits.
+        #[test]
+        fn every_micro_kernel_matches_reference(m in 1usize..14, k in 1usize..90, n in 1usize..140, load_c: bool) {
+            let (a, w) = (fill(m * k, 7), fill(n * k, 8));
+            let mut results = Vec::new();
+            for isa in Isa::available() {
+                let c = micro_product(isa, m, k, n, &a, &w, load_c);
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f32 = (0..k).map(|p| a[i * k + p] * w[j * k + p]).sum();
+                        let want = dot + if load_c { 1.0 } else { 0.0 } + (j as f32 * 0.25 - 3.0);
+                        prop_assert!((c[i * n + j] - want).abs() < 1e-4, "{:?} at ({}, {}): {} vs {}", isa, i, j, c[i * n + j], want);
+                    }
+                }
+                results.push((isa, c));
+            }
+            let fma: Vec<_> = results.iter().filter(|(isa, _)| matches!(isa, Isa::Avx2 | Isa::Avx512Vnni)).collect();
+            for pair in fma.windows(2) {
+                prop_assert!(pair[0].1 == pair[1].1, "{:?} and {:?} differ", pair[0].0, pair[1].0);
             }
         }
     }
