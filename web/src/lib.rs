@@ -89,6 +89,7 @@ mod tests {
             weights_name: "model.int8.safetensors",
             weights: read("model.int8.safetensors"),
             manifest: Some(&manifest),
+            digests: Default::default(),
         })
         .expect("loads");
         assert_eq!(model.info()["precision"], "int8-static");

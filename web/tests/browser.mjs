@@ -19,7 +19,10 @@ export function fp32Model() {
 
 /** Runs `squint web` on a free loopback port; resolves to { url, stop }. */
 export function startServer(models) {
-  const args = ['run', '--release', '--locked', '-q', '-p', 'squint-cli', '--', 'web', '--bind', '127.0.0.1:0'];
+  // --root: the binary's default page directory is the checkout it was built in, which a shared
+  // CARGO_TARGET_DIR may have built from another clone.
+  const args = ['run', '--release', '--locked', '-q', '-p', 'squint-cli', '--', 'web', '--bind', '127.0.0.1:0',
+    '--root', join(repo, 'web', 'www')];
   for (const m of models) args.push('--model', m);
   const child = spawn('cargo', args, { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {

@@ -43,6 +43,24 @@ test('a tampered or unlisted model file is refused with the file named', () => {
   assert.throws(() => new glue.Squint(new TextEncoder().encode('{'), f.tokenizer, f.weights, f.bytes, f.manifest), /config\.json/);
 });
 
+test('digests computed by WebCrypto stand in for hashing in wasm and are checked', async () => {
+  const f = modelFiles(bundled);
+  const hex = async (bytes) => Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
+  const sums = { 'config.json': await hex(f.config), 'tokenizer.json': await hex(f.tokenizer), [f.weights]: await hex(f.bytes) };
+  const hashed = load(glue, bundled);
+  const given = new glue.Squint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest, JSON.stringify(sums));
+  assert.deepEqual(given.logits(AMAZON_Q, AMAZON, ''), hashed.logits(AMAZON_Q, AMAZON, ''));
+  given.free();
+  hashed.free();
+  // A digest that disagrees with the manifest (the file changed in the cache) is refused.
+  const bad = Uint8Array.from(f.bytes);
+  bad[4096] ^= 0x40;
+  const wrong = JSON.stringify({ ...sums, [f.weights]: await hex(bad) });
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, bad, f.manifest, wrong), /model\.int8\.safetensors.*does not match/);
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest, '{"x":'), /digests/);
+  assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest, '{"vocab.txt": "00"}'), /vocab\.txt/);
+});
+
 test('INT8 logits are bit-identical to native on 200 public-dev questions', { timeout: 600_000 }, (t) => {
   if (!dataDir) {
     if (required) assert.fail('SQUINT_DATA_DIR is not set and ../shared/data is missing');

@@ -32,24 +32,30 @@ async function download(url, onBytes) {
   return new Blob(parts);
 }
 
+// Every file of `names` under `base` from the cache, read in parallel; null if one is missing.
+async function readCached(cache, base, names) {
+  const hits = await Promise.all(names.map((name) => cache.match(new URL(name, base).href)));
+  if (hits.some((hit) => !hit)) return null;
+  const bytes = await Promise.all(hits.map(async (hit) => new Uint8Array(await hit.arrayBuffer())));
+  return Object.fromEntries(names.map((name, i) => [name, bytes[i]]));
+}
+
 // A model's files: from the cache when its manifest is unchanged, else from the network.
 async function modelFiles(entry) {
   const base = new URL(`./models/${entry.id}/`, self.location.href);
   const cache = await caches.open(CACHE);
   const manifestUrl = new URL('manifest.json', base).href;
-  const fresh = entry.files.includes('manifest.json')
-    ? await (await fetch(manifestUrl, { cache: 'no-store' })).text() : null;
-  const cachedManifest = fresh === null ? null : await cache.match(manifestUrl);
-  const reuse = cachedManifest && (await cachedManifest.text()) === fresh;
-  const files = {};
-  let cached = reuse;
-  if (reuse) {
-    for (const name of entry.files) {
-      const hit = await cache.match(new URL(name, base).href);
-      if (!hit) { cached = false; break; }
-      files[name] = new Uint8Array(await hit.arrayBuffer());
-    }
-  }
+  const versioned = entry.files.includes('manifest.json');
+  // The cached copy is read while the current manifest is fetched, and used only if they agree.
+  const [fresh, stored] = await Promise.all([
+    versioned ? fetch(manifestUrl, { cache: 'no-store' }).then(async (r) => {
+      if (!r.ok) throw new Error(`${manifestUrl}: HTTP ${r.status}`);
+      return r.text();
+    }) : null,
+    versioned ? readCached(cache, base, entry.files) : null,
+  ]);
+  const cached = stored !== null && new TextDecoder().decode(stored['manifest.json']) === fresh;
+  const files = cached ? stored : {};
   if (!cached) {
     const sizes = await Promise.all(entry.files.map(async (name) => {
       const head = await fetch(new URL(name, base), { method: 'HEAD' });
@@ -69,15 +75,26 @@ async function modelFiles(entry) {
   return { files, cached };
 }
 
+// sha256 (hex) of each file the manifest lists, by WebCrypto (~4x faster than hashing in
+// WebAssembly); the module compares them with the manifest. Without a manifest: none.
+async function digests(files) {
+  if (!files['manifest.json']) return undefined;
+  const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+  const names = Object.keys(files).filter((name) => name !== 'manifest.json');
+  const sums = await Promise.all(names.map((name) => crypto.subtle.digest('SHA-256', files[name])));
+  return JSON.stringify(Object.fromEntries(names.map((name, i) => [name, hex(sums[i])])));
+}
+
 async function load({ model: entry, level }) {
   const t0 = performance.now();
   const chosen = level || simdLevel();
   if (!chosen) throw new Error('this browser has no WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+)');
-  const glue = await loadWasm(chosen);
-  const { files, cached } = await modelFiles(entry);
+  // The module compiles while the files are read and hashed.
+  const filesHashed = modelFiles(entry).then(async (got) => ({ ...got, sums: await digests(got.files) }));
+  const [glue, { files, cached, sums }] = await Promise.all([loadWasm(chosen), filesHashed]);
   if (model) { model.free(); model = null; }
   model = new glue.Squint(files['config.json'], files['tokenizer.json'], entry.weights,
-    files[entry.weights], files['manifest.json'] ?? undefined);
+    files[entry.weights], files['manifest.json'] ?? undefined, sums);
   post({ type: 'ready', info: JSON.parse(model.info()), level: chosen, cached, ms: performance.now() - t0 });
 }
 

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -91,7 +91,9 @@ pub fn run(args: WebArgs) -> Result<()> {
             .route("/models/{id}/{file}", get(model_file))
             .route(
                 "/",
-                get(|State(site): State<Site>| async move { send(&site.root.join("index.html")).await }),
+                get(|State(site): State<Site>, request: HeaderMap| async move {
+                    send(&site.root.join("index.html"), &request).await
+                }),
             )
             .route("/{*path}", get(page_file))
             .with_state(site);
@@ -143,24 +145,31 @@ async fn index(State(site): State<Site>) -> Json<Vec<Offered>> {
     Json(site.models)
 }
 
-async fn model_file(State(site): State<Site>, UrlPath((id, file)): UrlPath<(String, String)>) -> Response {
+async fn model_file(
+    State(site): State<Site>,
+    UrlPath((id, file)): UrlPath<(String, String)>,
+    request: HeaderMap,
+) -> Response {
     match site.models.iter().find(|m| m.id == id) {
-        Some(m) if m.files.contains(&file) => send(&m.dir.join(&file)).await,
+        Some(m) if m.files.contains(&file) => send(&m.dir.join(&file), &request).await,
         _ => (StatusCode::NOT_FOUND, format!("no model file {id}/{file}")).into_response(),
     }
 }
 
-async fn page_file(State(site): State<Site>, UrlPath(path): UrlPath<String>) -> Response {
+async fn page_file(State(site): State<Site>, UrlPath(path): UrlPath<String>, request: HeaderMap) -> Response {
     // Only plain relative paths under the root: no `..`, no absolute paths.
     let rel = Path::new(&path);
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return (StatusCode::BAD_REQUEST, "bad path").into_response();
     }
-    send(&site.root.join(rel)).await
+    send(&site.root.join(rel), &request).await
 }
 
-/// A file with its content type (`application/wasm` matters: browsers stream-compile only that).
-async fn send(path: &Path) -> Response {
+/// A file with its content type (`application/wasm` matters: browsers stream-compile only that)
+/// and an ETag, answering 304 when the browser's copy is current. Revalidated on every use
+/// (`no-cache`), so an edited file is seen at once; the 304 keeps the browser's cache entry, and
+/// with it Chromium's cache of the compiled WebAssembly (no recompilation on reload).
+async fn send(path: &Path, request: &HeaderMap) -> Response {
     let kind = match path.extension().and_then(|e| e.to_str()) {
         Some("html") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -170,12 +179,69 @@ async fn send(path: &Path) -> Response {
         Some("svg") => "image/svg+xml",
         _ => "application/octet-stream",
     };
+    let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return not_found();
+    };
+    let tag = etag(&meta);
+    let cache = [(header::CACHE_CONTROL, "no-cache")];
+    if request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| matches_etag(v, &tag))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)], cache).into_response();
+    }
     match tokio::fs::read(path).await {
         Ok(bytes) => (
             [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+            [(header::ETAG, tag)],
             bytes,
         )
             .into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+        Err(_) => not_found(),
+    }
+}
+
+/// A weak validator from the file's size and modification time (what static servers use:
+/// changes whenever the file is rewritten, costs no read).
+fn etag(meta: &std::fs::Metadata) -> String {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("W/\"{:x}-{:x}\"", meta.len(), modified)
+}
+
+/// Whether an `If-None-Match` header value names `tag` (a list, `*`, weak comparison).
+fn matches_etag(value: &HeaderValue, tag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let Ok(list) = value.to_str() else {
+        return false;
+    };
+    let want = strip(tag);
+    list.split(',').any(|t| t.trim() == "*" || strip(t) == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists() {
+        let tag = r#"W/"10-abc""#;
+        let check = |v: &str| {
+            matches_etag(
+                &HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+                tag,
+            )
+        };
+        assert!(check(r#"W/"10-abc""#));
+        assert!(check(r#""10-abc""#));
+        assert!(check(r#""x", W/"10-abc""#));
+        assert!(check("*"));
+        assert!(!check(r#"W/"10-abd""#));
+        assert!(!check(""));
     }
 }

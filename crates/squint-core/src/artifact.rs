@@ -483,7 +483,14 @@ impl<'a, B: AsRef<[u8]>> Int8Artifact<'a, B> {
             .map(|&b| b as i8)
             .collect();
         let qmax = bits.qmax();
-        if let Some(bad) = v.iter().find(|x| x.unsigned_abs() > qmax.unsigned_abs()) {
+        // A branch-free pass first (vectorised; the page loads ~20 MB of these), then the
+        // offending value only when there is one.
+        let (lo, hi) = v.iter().fold((0i8, 0i8), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        if lo < -qmax || hi > qmax {
+            let bad = v
+                .iter()
+                .find(|x| x.unsigned_abs() > qmax.unsigned_abs())
+                .map_or(lo, |x| *x);
             return Err(Error::tensor(
                 self.src.file(),
                 name,

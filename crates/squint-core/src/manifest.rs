@@ -110,27 +110,48 @@ impl Manifest {
     /// Checks one file's bytes against its entry: size first (cheap, names truncation), then
     /// the digest (names tampering).
     pub fn verify(&self, path: &str, bytes: &[u8]) -> Result<()> {
-        let entry = self.entry(path).ok_or_else(|| Error::Checkpoint {
+        self.check_size(path, bytes.len())?;
+        self.check_digest(path, &sha256_hex(bytes))
+    }
+
+    /// As [`Manifest::verify`], with the sha256 (hex) already computed by the caller: for hosts
+    /// whose own hash is much faster than hashing in WebAssembly (the browser's WebCrypto).
+    pub fn verify_digest(&self, path: &str, len: usize, sha256: &str) -> Result<()> {
+        self.check_size(path, len)?;
+        self.check_digest(path, &sha256.to_ascii_lowercase())
+    }
+
+    fn listed(&self, path: &str) -> Result<&FileEntry> {
+        self.entry(path).ok_or_else(|| Error::Checkpoint {
             file: MANIFEST_FILE.into(),
             message: format!("does not list {path}"),
-        })?;
-        let wrong = |message: String| Error::Checkpoint {
-            file: path.to_string(),
-            message,
-        };
-        if entry.size != bytes.len() as u64 {
-            return Err(wrong(format!(
-                "is {} bytes, manifest.json says {} (truncated or replaced?)",
-                bytes.len(),
-                entry.size
-            )));
+        })
+    }
+
+    fn check_size(&self, path: &str, len: usize) -> Result<()> {
+        let entry = self.listed(path)?;
+        if entry.size != len as u64 {
+            return Err(Error::Checkpoint {
+                file: path.to_string(),
+                message: format!(
+                    "is {len} bytes, manifest.json says {} (truncated or replaced?)",
+                    entry.size
+                ),
+            });
         }
-        let digest = sha256_hex(bytes);
+        Ok(())
+    }
+
+    fn check_digest(&self, path: &str, digest: &str) -> Result<()> {
+        let entry = self.listed(path)?;
         if digest != entry.sha256 {
-            return Err(wrong(format!(
-                "sha256 {digest} does not match manifest.json ({}): the file was modified or corrupted",
-                entry.sha256
-            )));
+            return Err(Error::Checkpoint {
+                file: path.to_string(),
+                message: format!(
+                    "sha256 {digest} does not match manifest.json ({}): the file was modified or corrupted",
+                    entry.sha256
+                ),
+            });
         }
         Ok(())
     }

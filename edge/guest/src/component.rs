@@ -65,6 +65,7 @@ impl GuestModel for LoadedModel {
             weights_name: &files.weights_name,
             weights: files.weights,
             manifest: files.manifest.as_deref(),
+            digests: Default::default(),
         })
         .map_err(error)?;
         Ok(Model::new(LoadedModel { model }))
