@@ -577,8 +577,7 @@ impl ColumnsJob<'_> {
 struct PanelScratch {
     /// One panel's i32 accumulators for every row.
     acc: Vec<i32>,
-    /// The current K block of the panel widened to i16 (AVX2 with 8-bit weights only).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// The current K block of the panel widened to i16 (kernels of [`wide_kernel`] only).
     wide: Vec<i16>,
 }
 
@@ -586,9 +585,33 @@ std::thread_local! {
     static PANEL_SCRATCH: std::cell::RefCell<PanelScratch> = std::cell::RefCell::new(PanelScratch::default());
 }
 
-/// Whether `isa` multiplies `b` from i16-widened blocks: AVX2 with weights outside the 7-bit grid.
-fn widens(isa: Isa, b: &PackedI8) -> bool {
-    cfg!(target_arch = "x86_64") && isa == Isa::Avx2 && !b.seven_bit
+/// A micro-kernel that multiplies from i16 copies of the weights: each K block of a panel is
+/// widened once by `widen` and reused by every row tile.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // x86 has the only one
+struct WideKernel {
+    /// Widens a block of the byte panel (a multiple of `NR·4` bytes) into `tile`'s layout.
+    widen: unsafe fn(&[u8], &mut Vec<i16>),
+    /// As [`tile`], with the widened block in place of the bytes.
+    tile: WideTile,
+}
+
+/// `(rows, groups, a, widened block, c, ldc, cols, accumulate)`: [`tile`]'s arguments.
+type WideTile = unsafe fn(usize, usize, &[u8], &[i16], &mut [i32], usize, usize, bool);
+
+/// The widened kernel for `isa` and `b`, where there is one: AVX2 with weights outside the 7-bit
+/// grid (`vpmaddwd` per pair, where `vpmaddubsw` would saturate). (wasm simd128 widens in
+/// registers instead: a block-widened variant measured no faster in V8, which spilled more.)
+fn wide_kernel(isa: Isa, b: &PackedI8) -> Option<WideKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && !b.seven_bit {
+        return Some(WideKernel {
+            widen: x86::widen_block,
+            tile: x86::tile_avx2_wide,
+        });
+    }
+    let _ = (isa, b);
+    None
 }
 
 /// `acc[row·NR + j] = Σ_k A[row, k]·B[k, p·NR + j]` for every row of the packed A and the 64
@@ -602,47 +625,25 @@ fn panel_product(isa: Isa, packed: &[u8], m: usize, b: &PackedI8, p: usize, scra
         acc.resize(tiles * MR * NR, 0);
     }
     let panel = b.panel(p);
-    let wide = widens(isa, b);
-    let kc = if wide { KC_WIDE_GROUPS } else { KC_GROUPS };
+    let wide = wide_kernel(isa, b);
+    let kc = if wide.is_some() { KC_WIDE_GROUPS } else { KC_GROUPS };
     for g0 in (0..groups).step_by(kc) {
         let gc = kc.min(groups - g0);
         let b_block = &panel[g0 * NR * 4..(g0 + gc) * NR * 4];
-        if wide {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `widens` is only true for Isa::Avx2, returned only when avx2 was detected;
-            // the block and tile sizes are those `tile` checks.
-            unsafe {
-                x86::widen_block(b_block, &mut scratch.wide);
-                for t in 0..tiles {
-                    let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
-                    x86::tile_avx2_wide(
-                        MR,
-                        gc,
-                        a_block,
-                        &scratch.wide,
-                        &mut acc[t * MR * NR..],
-                        NR,
-                        NR,
-                        g0 > 0,
-                    );
-                }
-            }
-            continue;
+        if let Some(kernel) = wide {
+            // SAFETY: `wide_kernel` returns a kernel only for an ISA that was detected (or
+            // compiled in); the block is whole groups of NR·4 bytes.
+            unsafe { (kernel.widen)(b_block, &mut scratch.wide) };
         }
         for t in 0..tiles {
             let a_block = &packed[(t * groups + g0) * MR * 4..(t * groups + g0 + gc) * MR * 4];
-            tile(
-                isa,
-                b.seven_bit,
-                MR,
-                gc,
-                a_block,
-                b_block,
-                &mut acc[t * MR * NR..],
-                NR,
-                NR,
-                g0 > 0,
-            );
+            let c = &mut acc[t * MR * NR..];
+            match wide {
+                // SAFETY: as above; the block, A tile and accumulator sizes are those `tile`
+                // checks, with the widened block holding one i16 per weight byte.
+                Some(kernel) => unsafe { (kernel.tile)(MR, gc, a_block, &scratch.wide, c, NR, NR, g0 > 0) },
+                None => tile(isa, b.seven_bit, MR, gc, a_block, b_block, c, NR, NR, g0 > 0),
+            }
         }
     }
 }
@@ -689,12 +690,12 @@ fn tile(
         Isa::AvxVnni => {
             return unsafe { x86::tile_avxvnni(rows, groups, a, panel, c, ldc, cols, accumulate) }
         }
-        // SAFETY: Avx2 is only returned when avx2 was detected; `seven_bit` is the panel's
-        // own record that every weight lies in [-64, 63] (other weights go to `tile_avx2_wide`).
-        Isa::Avx2 if seven_bit => {
-            return unsafe { x86::tile_avx2_seven_bit(rows, groups, a, panel, c, ldc, cols, accumulate) }
+        // SAFETY: Avx2 is only returned when avx2 was detected. Only 7-bit panels come here
+        // (`wide_kernel` takes the others): `vpmaddubsw` cannot saturate on them.
+        Isa::Avx2 => {
+            debug_assert!(seven_bit, "8-bit weights on AVX2 go to the wide kernel");
+            return unsafe { x86::tile_avx2_seven_bit(rows, groups, a, panel, c, ldc, cols, accumulate) };
         }
-        Isa::Avx2 => unreachable!("8-bit weights on AVX2 are multiplied by tile_avx2_wide"),
         Isa::Scalar | Isa::Simd128 | Isa::RelaxedSimd => {}
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
