@@ -193,12 +193,7 @@ async fn send(path: &Path, request: &HeaderMap) -> Response {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)], cache).into_response();
     }
     match tokio::fs::read(path).await {
-        Ok(bytes) => (
-            [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
-            [(header::ETAG, tag)],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => ([(header::CONTENT_TYPE, kind), (header::ETAG, &tag)], cache, bytes).into_response(),
         Err(_) => not_found(),
     }
 }

@@ -275,38 +275,37 @@ mod tests {
         let mut flipped = digest.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).expect("hex");
-        let err = BytesModel::load(with_digests(
-            read("model.int8.safetensors"),
-            Some(manifest),
-            &[("model.int8.safetensors", &flipped)],
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("model.int8.safetensors") && err.contains("does not match"),
-            "{err}"
-        );
         let mut short = read("model.int8.safetensors");
         short.pop();
-        let err = BytesModel::load(with_digests(
-            short,
-            Some(manifest),
-            &[("model.int8.safetensors", &digest)],
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("bytes") && err.contains("truncated"), "{err}");
-        let err = BytesModel::load(with_digests(
-            read("model.int8.safetensors"),
-            Some(manifest),
-            &[("vocab.txt", &digest)],
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("vocab.txt") && err.contains("not one of the files"),
-            "{err}"
-        );
+        let mut fp32_named = with_digests(read("model.int8.safetensors"), None, &[("config.json", &digest)]);
+        fp32_named.weights_name = "model.safetensors";
+        let refused = [
+            (
+                with_digests(
+                    read("model.int8.safetensors"),
+                    Some(manifest),
+                    &[("model.int8.safetensors", &flipped)],
+                ),
+                ["model.int8.safetensors", "does not match"],
+            ),
+            (
+                with_digests(short, Some(manifest), &[("model.int8.safetensors", &digest)]),
+                ["bytes", "truncated"],
+            ),
+            (
+                with_digests(
+                    read("model.int8.safetensors"),
+                    Some(manifest),
+                    &[("vocab.txt", &digest)],
+                ),
+                ["vocab.txt", "not one of the files"],
+            ),
+            (fp32_named, ["manifest.json", "no manifest to check them against"]),
+        ];
+        for (bytes, wanted) in refused {
+            let err = BytesModel::load(bytes).unwrap_err().to_string();
+            assert!(wanted.iter().all(|w| err.contains(w)), "{err}");
+        }
 
         let mut wrong_name = files(read("model.int8.safetensors"), Some(manifest));
         wrong_name.weights_name = "weights.bin";
