@@ -2,12 +2,13 @@
 // SIMD choice, bundled INT8 model already in the Cache API), reloaded N times. Per reload: time
 // to "ready", the worker's own load time, the first answer (reload to answer shown) and the
 // model's latency for that first answer and a second one. Prints one JSON line of medians.
-//   node web/bench-reload.mjs [--reloads 12]
+// --root serves another copy of web/www (e.g. another commit's build, to compare).
+//   node web/bench-reload.mjs [--reloads 12] [--root DIR]
 import { parseArgs } from 'node:util';
 import { bundled } from './tests/common.mjs';
 import { startServer, launch } from './tests/browser.mjs';
 
-const { values } = parseArgs({ options: { reloads: { type: 'string', default: '12' } } });
+const { values } = parseArgs({ options: { reloads: { type: 'string', default: '12' }, root: { type: 'string' } } });
 const reloads = Number(values.reloads);
 if (!Number.isInteger(reloads) || reloads < 1) throw new Error(`--reloads ${values.reloads}: want a positive integer`);
 
@@ -17,7 +18,7 @@ const median = (ts) => {
 };
 const state = (page, want) => page.waitForFunction((w) => w.includes(document.body.dataset.state), want, { timeout: 90_000 });
 
-const server = await startServer([bundled]);
+const server = await startServer([bundled], values.root);
 const context = await launch();
 try {
   const page = await context.newPage();
@@ -33,6 +34,9 @@ try {
     const loaded = status.match(/loaded in (\d+) ms from the cache/);
     if (!loaded) throw new Error(`reload ${i}: not loaded from the cache: ${status}`);
     runs.load_ms.push(Number(loaded[1]));
+    for (const [phase, ms] of Object.entries(JSON.parse(await page.getAttribute('body', 'data-phases') ?? '{}'))) {
+      (runs[`load_${phase}_ms`] ??= []).push(ms);
+    }
     for (const key of ['first', 'second']) {
       await page.click('#submit');
       await state(page, ['answered', 'error']);

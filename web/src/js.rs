@@ -4,7 +4,7 @@ use wasm_bindgen::prelude::*;
 
 use squint_core::ModelBytes;
 
-use crate::WebModel;
+use crate::{UncheckedWebModel, WebModel};
 
 /// A model loaded in this WebAssembly instance.
 #[wasm_bindgen]
@@ -29,23 +29,8 @@ impl Squint {
         manifest: Option<Vec<u8>>,
         digests: Option<String>,
     ) -> Result<Squint, JsError> {
-        let digests = match digests.as_deref() {
-            None | Some("") => Default::default(),
-            Some(json) => serde_json::from_str(json).map_err(|e| {
-                JsError::new(&format!(
-                    "digests: expected {{\"file name\": \"sha256 hex\"}}: {e}"
-                ))
-            })?,
-        };
-        let files = ModelBytes {
-            config,
-            tokenizer,
-            weights_name,
-            weights,
-            manifest: manifest.as_deref(),
-            digests,
-        };
-        let model = WebModel::load(files).map_err(|e| JsError::new(&e))?;
+        let files = model_bytes(config, tokenizer, weights_name, weights, manifest.as_deref());
+        let model = WebModel::load(files, digests.as_deref().unwrap_or("")).map_err(|e| JsError::new(&e))?;
         Ok(Squint { model })
     }
 
@@ -74,6 +59,57 @@ impl Squint {
         self.model
             .logits(question, context, params)
             .map_err(|e| JsError::new(&e))
+    }
+}
+
+/// A model built before its files' digests were checked (sizes were): `verify` hands out the
+/// [`Squint`]. The page builds it while WebCrypto hashes the files on another thread.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct UncheckedSquint {
+    model: UncheckedWebModel,
+}
+
+#[wasm_bindgen]
+impl UncheckedSquint {
+    /// The files as for `new Squint(...)`, without the digests.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        config: &[u8],
+        tokenizer: &[u8],
+        weights_name: &str,
+        weights: Vec<u8>,
+        manifest: Option<Vec<u8>>,
+    ) -> Result<UncheckedSquint, JsError> {
+        let files = model_bytes(config, tokenizer, weights_name, weights, manifest.as_deref());
+        let model = WebModel::build_unchecked(files).map_err(|e| JsError::new(&e))?;
+        Ok(UncheckedSquint { model })
+    }
+
+    /// Checks the files against the manifest (`digests` as for `new Squint`; files without
+    /// one are hashed here) and returns the model; this object is used up either way.
+    pub fn verify(self, digests: Option<String>) -> Result<Squint, JsError> {
+        let model = self
+            .model
+            .verify(digests.as_deref().unwrap_or(""))
+            .map_err(|e| JsError::new(&e))?;
+        Ok(Squint { model })
+    }
+}
+
+fn model_bytes<'a>(
+    config: &'a [u8],
+    tokenizer: &'a [u8],
+    weights_name: &'a str,
+    weights: Vec<u8>,
+    manifest: Option<&'a [u8]>,
+) -> ModelBytes<'a> {
+    ModelBytes {
+        config,
+        tokenizer,
+        weights_name,
+        weights,
+        manifest,
     }
 }
 

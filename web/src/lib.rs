@@ -3,6 +3,7 @@
 //! conventions ([`WebModel`], tested natively) and the `wasm-bindgen` boundary ([`js`], JS
 //! exceptions carry the error message).
 
+use squint_core::bytes_model::{Digests, UncheckedModel};
 use squint_core::{Answer, BytesModel, ModelBytes, QaParams};
 
 pub use squint_core::bytes_model::WEIGHT_FILES;
@@ -17,10 +18,40 @@ pub struct WebModel {
     info: serde_json::Value,
 }
 
+/// A model built before its files' digests were checked: [`UncheckedWebModel::verify`] hands
+/// out the [`WebModel`] (the page hashes the files with WebCrypto meanwhile).
+#[derive(Debug)]
+pub struct UncheckedWebModel(UncheckedModel);
+
+impl UncheckedWebModel {
+    /// Checks the files against the manifest with the page's `digests` (JSON, see
+    /// [`parse_digests`]), hashing any others here.
+    pub fn verify(self, digests: &str) -> Result<WebModel, String> {
+        let model = self
+            .0
+            .verify(&parse_digests(digests)?)
+            .map_err(|e| e.to_string())?;
+        Ok(WebModel::from_model(model))
+    }
+}
+
 impl WebModel {
-    /// Checks the files against the manifest, then builds the pipeline.
-    pub fn load(files: ModelBytes<'_>) -> Result<WebModel, String> {
-        let model = BytesModel::load(files).map_err(|e| e.to_string())?;
+    /// Checks the files against the manifest (`digests`: see [`parse_digests`]), then builds
+    /// the pipeline.
+    pub fn load(files: ModelBytes<'_>, digests: &str) -> Result<WebModel, String> {
+        let model = BytesModel::load(files, &parse_digests(digests)?).map_err(|e| e.to_string())?;
+        Ok(WebModel::from_model(model))
+    }
+
+    /// Checks sizes and builds the pipeline; the digests are checked by
+    /// [`UncheckedWebModel::verify`].
+    pub fn build_unchecked(files: ModelBytes<'_>) -> Result<UncheckedWebModel, String> {
+        BytesModel::build_unchecked(files)
+            .map(UncheckedWebModel)
+            .map_err(|e| e.to_string())
+    }
+
+    fn from_model(model: BytesModel) -> WebModel {
         let i = model.info();
         let info = serde_json::json!({
             "precision": i.precision,
@@ -29,7 +60,7 @@ impl WebModel {
             "hidden": i.hidden,
             "weights_bytes": i.weights_bytes,
         });
-        Ok(WebModel { model, info })
+        WebModel { model, info }
     }
 
     /// What was loaded, for the page: precision, kernel, layers, hidden size, weight bytes.
@@ -60,6 +91,16 @@ impl WebModel {
     }
 }
 
+/// The page's digests: JSON `{"file name": "sha256 hex"}` computed with WebCrypto (~4x faster
+/// than hashing in WebAssembly); empty means hash every file here.
+pub fn parse_digests(json: &str) -> Result<Digests, String> {
+    if json.trim().is_empty() {
+        return Ok(Digests::new());
+    }
+    serde_json::from_str(json)
+        .map_err(|e| format!("digests: expected {{\"file name\": \"sha256 hex\"}}: {e}"))
+}
+
 /// The wire API's `parameters` (defaults for missing fields, unknown fields refused, so a
 /// typo is not silently ignored); empty means all defaults.
 fn parse_params(json: &str) -> Result<QaParams, String> {
@@ -83,14 +124,16 @@ mod tests {
     fn speaks_json_and_refuses_unknown_parameters() {
         let (config, tokenizer, manifest) =
             (read("config.json"), read("tokenizer.json"), read("manifest.json"));
-        let model = WebModel::load(ModelBytes {
-            config: &config,
-            tokenizer: &tokenizer,
-            weights_name: "model.int8.safetensors",
-            weights: read("model.int8.safetensors"),
-            manifest: Some(&manifest),
-            digests: Default::default(),
-        })
+        let model = WebModel::load(
+            ModelBytes {
+                config: &config,
+                tokenizer: &tokenizer,
+                weights_name: "model.int8.safetensors",
+                weights: read("model.int8.safetensors"),
+                manifest: Some(&manifest),
+            },
+            "",
+        )
         .expect("loads");
         assert_eq!(model.info()["precision"], "int8-static");
         let context =

@@ -86,6 +86,28 @@ test('a reload answers from the cached model', async () => {
   console.log(`cached reload to first answer: ${ms} ms (${await page.textContent('#kernel')})`);
 });
 
+test('a cached model that no longer checks out is dropped and downloaded again', { timeout: 120_000 }, async () => {
+  // One byte of tensor data changed in the cache behind the page's back: the file still parses.
+  await page.evaluate(async () => {
+    const cache = await caches.open('squint-models-v1');
+    const request = (await cache.keys()).find((r) => r.url.endsWith('/model.int8.safetensors'));
+    const bytes = new Uint8Array(await (await cache.match(request)).arrayBuffer());
+    bytes[bytes.length - 1] ^= 0x40;
+    await cache.put(request, new Response(bytes));
+  });
+  await page.reload();
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 90_000 });
+  const status = await page.textContent('#model-status');
+  assert.match(status, /^Ready/);
+  assert.doesNotMatch(status, /from the cache/);
+  await ask('Which name is also used to describe the Amazon rainforest in English?', AMAZON);
+  assert.match(await page.textContent('#highlight mark'), /^Amazonia/);
+  // The fresh copy went back into the cache.
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 90_000 });
+  assert.match(await page.textContent('#model-status'), /from the cache/);
+});
+
 test('the INT8/FP32 toggle switches models', { skip: !fp32Model() && 'no FP32 model here' }, async () => {
   await page.check('input[name=precision][value=fp32]');
   await page.waitForFunction(() => document.body.dataset.state === 'ready' && /fp32/.test(document.getElementById('model-status').textContent), null, { timeout: 90_000 });

@@ -61,6 +61,35 @@ test('digests computed by WebCrypto stand in for hashing in wasm and are checked
   assert.throws(() => new glue.Squint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest, '{"vocab.txt": "00"}'), /vocab\.txt/);
 });
 
+test('a model built before its digests arrive is usable only once they check out', async () => {
+  const f = modelFiles(bundled);
+  const hex = async (bytes) => Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
+  const sums = { 'config.json': await hex(f.config), 'tokenizer.json': await hex(f.tokenizer), [f.weights]: await hex(f.bytes) };
+  const hashed = load(glue, bundled);
+  const unchecked = new glue.UncheckedSquint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest);
+  assert.equal(typeof unchecked.answer, 'undefined', 'an unchecked model cannot answer');
+  const model = unchecked.verify(JSON.stringify(sums));
+  assert.deepEqual(model.logits(AMAZON_Q, AMAZON, ''), hashed.logits(AMAZON_Q, AMAZON, ''));
+  assert.throws(() => unchecked.verify(JSON.stringify(sums)), 'verify uses the unchecked model up');
+  model.free();
+  hashed.free();
+  // Without digests the files are hashed in wasm; tensor bytes changed in the cache still parse,
+  // and are refused when checked, with or without the page's digest of them.
+  const bad = Uint8Array.from(f.bytes);
+  bad[bad.length - 1] ^= 0x40;
+  const own = JSON.stringify({ ...sums, [f.weights]: await hex(bad) });
+  for (const digests of [undefined, own]) {
+    const built = new glue.UncheckedSquint(f.config, f.tokenizer, f.weights, bad, f.manifest);
+    assert.throws(() => built.verify(digests), /model\.int8\.safetensors.*does not match/);
+  }
+  const none = new glue.UncheckedSquint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest);
+  none.verify(undefined).free();
+  // Truncation is refused before anything is built.
+  assert.throws(() => new glue.UncheckedSquint(f.config, f.tokenizer, f.weights, f.bytes.subarray(1), f.manifest), /truncated/);
+  const digestsWrong = new glue.UncheckedSquint(f.config, f.tokenizer, f.weights, f.bytes, f.manifest);
+  assert.throws(() => digestsWrong.verify('{"x":'), /digests/);
+});
+
 test('INT8 logits are bit-identical to native on 200 public-dev questions', { timeout: 600_000 }, (t) => {
   if (!dataDir) {
     if (required) assert.fail('SQUINT_DATA_DIR is not set and ../shared/data is missing');

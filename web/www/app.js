@@ -54,6 +54,8 @@ worker.onmessage = ({ data }) => {
       $('kernel').textContent = `${data.info.kernel} (${data.level === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'})`;
       status(`Ready: ${data.info.precision}, ${data.info.layers} layers, loaded in ${Math.round(data.ms)} ms${data.cached ? ' from the cache' : ''}.`);
       $('submit').disabled = false;
+      // Load phases, relative to this page's navigation, for web/bench-reload.mjs.
+      document.body.dataset.phases = JSON.stringify({ start: data.startedAt - performance.timeOrigin, ...data.phases });
       state('ready');
       break;
     case 'answer':

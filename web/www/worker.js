@@ -75,6 +75,15 @@ async function modelFiles(entry) {
   return { files, cached };
 }
 
+// Drops a model's cached files (its manifest first: without it the rest is never used).
+async function forget(entry) {
+  const base = new URL(`./models/${entry.id}/`, self.location.href);
+  const cache = await caches.open(CACHE);
+  for (const name of ['manifest.json', ...entry.files.filter((n) => n !== 'manifest.json')]) {
+    await cache.delete(new URL(name, base).href);
+  }
+}
+
 // sha256 (hex) of each file the manifest lists, by WebCrypto (~4x faster than hashing in
 // WebAssembly); the module compares them with the manifest. Without a manifest: none.
 async function digests(files) {
@@ -85,21 +94,64 @@ async function digests(files) {
   return JSON.stringify(Object.fromEntries(names.map((name, i) => [name, hex(sums[i])])));
 }
 
+// Warm-up after loading (see warmUp()): passes, and tokens per pass.
+const WARM_UP_PASSES = 4;
+const WARM_UP_TOKENS = 16;
+let asked = false;
+
+// The model from `files`: built while WebCrypto hashes the files on another thread, handed
+// out only once the digests match the manifest.
+async function build(glue, entry, files, mark) {
+  const sums = digests(files).then(mark('digests'));
+  sums.catch(() => {}); // awaited below, unless building fails first
+  const unchecked = new glue.UncheckedSquint(files['config.json'], files['tokenizer.json'], entry.weights,
+    files[entry.weights], files['manifest.json'] ?? undefined);
+  mark('build')();
+  return unchecked.verify(await sums);
+}
+
 async function load({ model: entry, level }) {
   const t0 = performance.now();
+  // When each phase ended (ms from t0), for web/bench-reload.mjs.
+  const phases = {};
+  const mark = (name) => (value) => { phases[name] = performance.now() - t0; return value; };
   const chosen = level || simdLevel();
+  mark('simd')();
   if (!chosen) throw new Error('this browser has no WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+)');
-  // The module compiles while the files are read and hashed.
-  const filesHashed = modelFiles(entry).then(async (got) => ({ ...got, sums: await digests(got.files) }));
-  const [glue, { files, cached, sums }] = await Promise.all([loadWasm(chosen), filesHashed]);
+  // The module compiles while the files are read.
+  const [glue, got] = await Promise.all([loadWasm(chosen).then(mark('wasm')), modelFiles(entry).then(mark('files'))]);
+  let { files, cached } = got;
   if (model) { model.free(); model = null; }
-  model = new glue.Squint(files['config.json'], files['tokenizer.json'], entry.weights,
-    files[entry.weights], files['manifest.json'] ?? undefined, sums);
-  post({ type: 'ready', info: JSON.parse(model.info()), level: chosen, cached, ms: performance.now() - t0 });
+  try {
+    model = await build(glue, entry, files, mark);
+  } catch (e) {
+    if (!cached) throw e;
+    // A cached copy that does not check out (changed or damaged on disk) is dropped and the
+    // model downloaded again.
+    await forget(entry);
+    ({ files, cached } = await modelFiles(entry));
+    model = await build(glue, entry, files, mark);
+  }
+  mark('verify')();
+  post({ type: 'ready', info: JSON.parse(model.info()), level: chosen, cached, ms: performance.now() - t0,
+    phases, startedAt: performance.timeOrigin + t0 });
+  asked = false;
+  setTimeout(() => warmUp(model, WARM_UP_PASSES), 0);
+}
+
+// V8 first runs new code in its baseline tier and optimizes functions once they are hot, so
+// the first answer after a load is slower (~65 ms at 250 tokens in Chromium). Short passes
+// while the user is still reading or typing make it hot; one per task, so that a question
+// waits for at most one of them, and none once a question came.
+function warmUp(loaded, passes) {
+  if (passes === 0 || asked || model !== loaded) return;
+  loaded.forward(WARM_UP_TOKENS);
+  setTimeout(() => warmUp(loaded, passes - 1), 0);
 }
 
 function ask({ id, question, context, params }) {
   if (!model) throw new Error('the model is not loaded yet');
+  asked = true;
   const t0 = performance.now();
   const answers = JSON.parse(model.answer(question, context, params ? JSON.stringify(params) : ''));
   post({ type: 'answer', id, answers, ms: performance.now() - t0 });

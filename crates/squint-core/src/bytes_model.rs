@@ -24,11 +24,12 @@ pub struct ModelBytes<'a> {
     pub weights: Vec<u8>,
     /// `manifest.json`: required for INT8 artifacts (as on disk), checked when present.
     pub manifest: Option<&'a [u8]>,
-    /// sha256 (hex) of some of the files by name, computed by the host: compared with the
-    /// manifest instead of hashing those files here (the browser's WebCrypto is ~4x faster than
-    /// hashing in WebAssembly). Sizes are still checked; empty means hash everything here.
-    pub digests: BTreeMap<String, String>,
 }
+
+/// sha256 (hex) of some of the files by name, computed by the host: compared with the manifest
+/// instead of hashing those files here (the browser's WebCrypto is ~4x faster than hashing in
+/// WebAssembly). Sizes are always checked; files without a digest are hashed here.
+pub type Digests = BTreeMap<String, String>;
 
 /// What was loaded: precision, the INT8 kernel running, the encoder's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +51,42 @@ pub struct BytesModel {
     workspace: std::cell::RefCell<Workspace>,
 }
 
-impl BytesModel {
-    /// Checks the files against the manifest, then builds the pipeline.
-    pub fn load(files: ModelBytes<'_>) -> Result<BytesModel> {
+/// A model built before its files' digests were checked against the manifest (sizes were):
+/// only [`UncheckedModel::verify`] hands out the [`BytesModel`]. Lets a host hash the files
+/// on another thread while the model is built.
+#[derive(Debug)]
+pub struct UncheckedModel {
+    model: BytesModel,
+    /// The files, kept until checked (those without a digest from the host are hashed here).
+    files: CheckedFiles,
+}
+
+impl UncheckedModel {
+    /// Checks the files against the manifest with the host's `digests` (hashing the others
+    /// here), then hands out the model.
+    pub fn verify(self, digests: &Digests) -> Result<BytesModel> {
+        self.files.check(digests)?;
+        Ok(self.model)
+    }
+}
+
+/// A model's files with their parsed manifest, as checked and built.
+#[derive(Debug)]
+struct CheckedFiles {
+    manifest: Option<Manifest>,
+    files: ModelFiles,
+    weights_bytes: usize,
+}
+
+impl CheckedFiles {
+    /// Names checked, the manifest parsed (required for INT8).
+    fn new(files: ModelBytes<'_>) -> Result<CheckedFiles> {
         let ModelBytes {
             config,
             tokenizer,
             weights_name,
             weights,
             manifest,
-            digests,
         } = files;
         if !WEIGHT_FILES.contains(&weights_name) {
             return Err(Error::Checkpoint {
@@ -67,63 +94,95 @@ impl BytesModel {
                 message: format!("is not one of {}", WEIGHT_FILES.join(", ")),
             });
         }
-        let checked = [
-            ("config.json", config),
-            ("tokenizer.json", tokenizer),
-            (weights_name, weights.as_slice()),
-        ];
-        if let Some(name) = digests
-            .keys()
-            .find(|n| !checked.iter().any(|(path, _)| path == n))
-        {
-            return Err(Error::Checkpoint {
-                file: name.clone(),
-                message: format!(
-                    "has a digest but is not one of the files loaded ({})",
-                    checked.map(|(path, _)| path).join(", ")
-                ),
-            });
-        }
-        match manifest {
-            Some(json) => {
-                let manifest = Manifest::from_json(json)?;
-                for (path, bytes) in checked {
-                    match digests.get(path) {
-                        Some(digest) => manifest.verify_digest(path, bytes.len(), digest)?,
-                        None => manifest.verify(path, bytes)?,
-                    }
-                }
-            }
+        let manifest = match manifest {
+            Some(json) => Some(Manifest::from_json(json)?),
             None if weights_name == WEIGHT_FILES[0] => {
                 return Err(Error::Checkpoint {
                     file: "manifest.json".into(),
                     message: "an INT8 model needs its manifest.json (sizes and sha256 of every file)".into(),
                 })
             }
-            None if !digests.is_empty() => {
-                return Err(Error::Checkpoint {
-                    file: "manifest.json".into(),
-                    message: "is missing: digests were given but there is no manifest to check them against"
-                        .into(),
-                })
-            }
-            None => {}
-        }
-        let weights_bytes = weights.len();
-        let model_files = ModelFiles {
-            config: config.to_vec(),
-            tokenizer: TokenizerFiles::Json(tokenizer.to_vec()),
-            weights: WeightsFile::Safetensors {
-                name: weights_name.to_string(),
-                bytes: Bytes::Owned(weights),
-            },
+            None => None,
         };
+        Ok(CheckedFiles {
+            manifest,
+            weights_bytes: weights.len(),
+            files: ModelFiles {
+                config: config.to_vec(),
+                tokenizer: TokenizerFiles::Json(tokenizer.to_vec()),
+                weights: WeightsFile::Safetensors {
+                    name: weights_name.to_string(),
+                    bytes: Bytes::Owned(weights),
+                },
+            },
+        })
+    }
+
+    /// The files held, by name (what the manifest is checked for).
+    fn named(&self) -> Vec<(&str, &[u8])> {
+        let mut named = vec![("config.json", self.files.config.as_slice())];
+        match &self.files.tokenizer {
+            TokenizerFiles::Json(bytes) => named.push(("tokenizer.json", bytes)),
+            TokenizerFiles::Vocab { vocab, .. } => named.push(("vocab.txt", vocab)),
+        }
+        match &self.files.weights {
+            WeightsFile::Safetensors { name, bytes } => named.push((name, bytes.as_ref())),
+            // Only read from disk by native hosts; never held as bytes.
+            #[cfg(not(target_arch = "wasm32"))]
+            WeightsFile::PyTorch(_) => {}
+        }
+        named
+    }
+
+    /// Sizes against the manifest (cheap: names truncation before anything is parsed).
+    fn check_sizes(&self) -> Result<()> {
+        if let Some(manifest) = &self.manifest {
+            for (path, bytes) in self.named() {
+                manifest.check_size(path, bytes.len())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sizes and digests against the manifest: the host's digests where given, else hashed here.
+    fn check(&self, digests: &Digests) -> Result<()> {
+        let named = self.named();
+        if let Some(name) = digests.keys().find(|n| !named.iter().any(|(path, _)| path == n)) {
+            return Err(Error::Checkpoint {
+                file: name.clone(),
+                message: format!(
+                    "has a digest but is not one of the files loaded ({})",
+                    named.iter().map(|(path, _)| *path).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        match &self.manifest {
+            Some(manifest) => {
+                for (path, bytes) in named {
+                    match digests.get(path) {
+                        Some(digest) => manifest.verify_digest(path, bytes.len(), digest)?,
+                        None => manifest.verify(path, bytes)?,
+                    }
+                }
+                Ok(())
+            }
+            None if !digests.is_empty() => Err(Error::Checkpoint {
+                file: "manifest.json".into(),
+                message: "is missing: digests were given but there is no manifest to check them against"
+                    .into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The pipeline, on one thread.
+    fn build(&self) -> Result<BytesModel> {
         let options = PipelineOptions {
             threads: Some(1),
             batch: 1,
             precision: None,
         };
-        let pipeline = Pipeline::load(&model_files, options)?;
+        let pipeline = Pipeline::load(&self.files, options)?;
         let config = pipeline.model().config();
         let info = ModelInfo {
             precision: pipeline.model().precision().name(),
@@ -131,12 +190,33 @@ impl BytesModel {
             layers: config.num_hidden_layers,
             hidden: config.hidden_size,
             max_positions: config.max_position_embeddings,
-            weights_bytes,
+            weights_bytes: self.weights_bytes,
         };
         Ok(BytesModel {
             pipeline,
             info,
             workspace: Default::default(),
+        })
+    }
+}
+
+impl BytesModel {
+    /// Checks the files against the manifest (with the host's `digests`, hashing the others
+    /// here), then builds the pipeline.
+    pub fn load(files: ModelBytes<'_>, digests: &Digests) -> Result<BytesModel> {
+        let files = CheckedFiles::new(files)?;
+        files.check(digests)?;
+        files.build()
+    }
+
+    /// Checks the sizes, builds the pipeline, and leaves the digests to
+    /// [`UncheckedModel::verify`].
+    pub fn build_unchecked(files: ModelBytes<'_>) -> Result<UncheckedModel> {
+        let files = CheckedFiles::new(files)?;
+        files.check_sizes()?;
+        Ok(UncheckedModel {
+            model: files.build()?,
+            files,
         })
     }
 
@@ -214,10 +294,11 @@ mod tests {
             weights_name: "model.int8.safetensors",
             weights,
             manifest,
-            digests: BTreeMap::new(),
         };
         let manifest: &'static [u8] = Box::leak(manifest.into_boxed_slice());
-        let model = BytesModel::load(files(read("model.int8.safetensors"), Some(manifest))).expect("loads");
+        let none = Digests::new();
+        let model =
+            BytesModel::load(files(read("model.int8.safetensors"), Some(manifest)), &none).expect("loads");
         let question = "Which name is also used to describe the Amazon rainforest in English?";
         let params = QaParams::default();
         let (got, windows) = model.answer(question, AMAZON, &params).expect("answers");
@@ -245,71 +326,95 @@ mod tests {
 
         let mut tampered = read("model.int8.safetensors");
         tampered[1000] ^= 1;
-        let err = BytesModel::load(files(tampered, Some(manifest)))
+        let err = BytesModel::load(files(tampered, Some(manifest)), &none)
             .unwrap_err()
             .to_string();
         assert!(err.contains("model.int8.safetensors"), "{err}");
-        let err = BytesModel::load(files(read("model.int8.safetensors"), None))
+        let err = BytesModel::load(files(read("model.int8.safetensors"), None), &none)
             .unwrap_err()
             .to_string();
         assert!(err.contains("manifest.json"), "{err}");
-        // Digests computed by the host stand in for hashing, and are checked the same way.
+        // Digests computed by the host stand in for hashing, and are checked the same way,
+        // before building (`load`) or after (`build_unchecked` then `verify`).
         let digest = crate::manifest::sha256_hex(&read("model.int8.safetensors"));
-        let with_digests = |weights: Vec<u8>, manifest, pairs: &[(&str, &str)]| ModelBytes {
-            digests: pairs
+        let digests = |pairs: &[(&str, &str)]| -> Digests {
+            pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..files(weights, manifest)
+                .collect()
         };
-        let by_digest = BytesModel::load(with_digests(
-            read("model.int8.safetensors"),
-            Some(manifest),
-            &[("model.int8.safetensors", &digest.to_uppercase())],
-        ))
-        .expect("loads with the host's digest");
-        assert_eq!(
-            by_digest.logits(question, AMAZON, &params).expect("logits"),
-            model.logits(question, AMAZON, &params).expect("logits")
-        );
+        let given = digests(&[("model.int8.safetensors", &digest.to_uppercase())]);
+        let by_digest = BytesModel::load(files(read("model.int8.safetensors"), Some(manifest)), &given)
+            .expect("loads with the host's digest");
+        let checked_after =
+            BytesModel::build_unchecked(files(read("model.int8.safetensors"), Some(manifest)))
+                .expect("builds")
+                .verify(&given)
+                .expect("verifies with the host's digest");
+        for loaded in [&by_digest, &checked_after] {
+            assert_eq!(
+                loaded.logits(question, AMAZON, &params).expect("logits"),
+                model.logits(question, AMAZON, &params).expect("logits")
+            );
+        }
         let mut flipped = digest.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).expect("hex");
         let mut short = read("model.int8.safetensors");
         short.pop();
-        let mut fp32_named = with_digests(read("model.int8.safetensors"), None, &[("config.json", &digest)]);
-        fp32_named.weights_name = "model.safetensors";
-        let refused = [
+        let mut altered = read("model.int8.safetensors");
+        let last = altered.len() - 1;
+        altered[last] ^= 0x40; // inside tensor data: still parses
+        let fp32_named = || ModelBytes {
+            weights_name: "model.safetensors",
+            ..files(read("model.int8.safetensors"), None)
+        };
+        type Case<'t> = (
+            Box<dyn Fn() -> ModelBytes<'static> + 't>,
+            Digests,
+            [&'static str; 2],
+        );
+        let refused: Vec<Case<'_>> = vec![
             (
-                with_digests(
-                    read("model.int8.safetensors"),
-                    Some(manifest),
-                    &[("model.int8.safetensors", &flipped)],
-                ),
+                Box::new(|| files(read("model.int8.safetensors"), Some(manifest))),
+                digests(&[("model.int8.safetensors", &flipped)]),
                 ["model.int8.safetensors", "does not match"],
             ),
             (
-                with_digests(short, Some(manifest), &[("model.int8.safetensors", &digest)]),
+                Box::new(|| files(altered.clone(), Some(manifest))),
+                none.clone(),
+                ["model.int8.safetensors", "does not match"],
+            ),
+            (
+                Box::new(|| files(short.clone(), Some(manifest))),
+                digests(&[("model.int8.safetensors", &digest)]),
                 ["bytes", "truncated"],
             ),
             (
-                with_digests(
-                    read("model.int8.safetensors"),
-                    Some(manifest),
-                    &[("vocab.txt", &digest)],
-                ),
+                Box::new(|| files(read("model.int8.safetensors"), Some(manifest))),
+                digests(&[("vocab.txt", &digest)]),
                 ["vocab.txt", "not one of the files"],
             ),
-            (fp32_named, ["manifest.json", "no manifest to check them against"]),
+            (
+                Box::new(fp32_named),
+                digests(&[("config.json", &digest)]),
+                ["manifest.json", "no manifest to check them against"],
+            ),
         ];
-        for (bytes, wanted) in refused {
-            let err = BytesModel::load(bytes).unwrap_err().to_string();
-            assert!(wanted.iter().all(|w| err.contains(w)), "{err}");
+        for (bytes, given, wanted) in &refused {
+            let before = BytesModel::load(bytes(), given).unwrap_err().to_string();
+            let after = BytesModel::build_unchecked(bytes())
+                .and_then(|unchecked| unchecked.verify(given))
+                .unwrap_err()
+                .to_string();
+            for err in [before, after] {
+                assert!(wanted.iter().all(|w| err.contains(w)), "{err}");
+            }
         }
 
         let mut wrong_name = files(read("model.int8.safetensors"), Some(manifest));
         wrong_name.weights_name = "weights.bin";
-        let err = BytesModel::load(wrong_name).unwrap_err().to_string();
+        let err = BytesModel::load(wrong_name, &none).unwrap_err().to_string();
         assert!(err.contains("weights.bin"), "{err}");
         let err = model.answer("", AMAZON, &params).unwrap_err().to_string();
         assert!(err.to_lowercase().contains("question"), "{err}");

@@ -128,7 +128,8 @@ impl Manifest {
         })
     }
 
-    fn check_size(&self, path: &str, len: usize) -> Result<()> {
+    /// The size alone (truncation shows before anything is parsed).
+    pub fn check_size(&self, path: &str, len: usize) -> Result<()> {
         let entry = self.listed(path)?;
         if entry.size != len as u64 {
             return Err(Error::Checkpoint {

@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::Tokenizer;
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    Tokenizer, TokenizerBuilder,
+};
 
 use crate::error::{Error, Result};
 use crate::files::TokenizerFiles;
@@ -36,7 +40,42 @@ pub struct SpecialTokens {
 pub struct QaTokenizer {
     inner: Tokenizer,
     special: SpecialTokens,
+    /// The largest id the tokenizer can produce, found while building it (asking `tokenizers`
+    /// afterwards copies the whole vocabulary).
+    max_id: u32,
     file: String,
+}
+
+/// The parts of a `tokenizer.json`, read in one pass. `tokenizers`' own reader buffers the
+/// model (the 30k-entry vocabulary) twice before building it: about half of a page's model load.
+#[derive(Deserialize)]
+struct TokenizerJson<'a> {
+    version: Option<String>,
+    /// Entries also carry the `id` `tokenizers` gave them; it reassigns them when adding, as here.
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
+    normalizer: Option<NormalizerWrapper>,
+    pre_tokenizer: Option<PreTokenizerWrapper>,
+    post_processor: Option<PostProcessorWrapper>,
+    decoder: Option<DecoderWrapper>,
+    #[serde(borrow)]
+    model: &'a RawValue,
+}
+
+/// Just the model's `type` (absent in old files).
+#[derive(Deserialize)]
+struct ModelType<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+}
+
+/// A `"type": "WordPiece"` model, every field required as `tokenizers` requires them.
+#[derive(Deserialize)]
+struct WordPieceJson {
+    unk_token: String,
+    continuing_subword_prefix: String,
+    max_input_chars_per_word: usize,
+    vocab: ahash::AHashMap<String, u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,19 +109,58 @@ impl QaTokenizer {
         }
     }
 
-    /// From `tokenizer.json` bytes.
+    /// From `tokenizer.json` bytes: the same tokenizer as `tokenizers::Tokenizer::from_bytes`
+    /// (a test compares their serializations), with WordPiece models read in one pass.
     pub fn from_json(bytes: &[u8]) -> Result<QaTokenizer> {
         let file = "tokenizer.json";
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {
+        let invalid = |message: String| Error::Tokenizer {
             file: file.into(),
-            message: e.to_string(),
-        })?;
-        inner.with_truncation(None).map_err(|e| Error::Tokenizer {
-            file: file.into(),
-            message: e.to_string(),
-        })?;
-        inner.with_padding(None);
-        Self::finish(inner, file)
+            message,
+        };
+        let parts: TokenizerJson<'_> = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        if let Some(version) = parts.version.as_deref().filter(|v| *v != "1.0") {
+            return Err(invalid(format!("unknown tokenizer version '{version}'")));
+        }
+        let model_json = parts.model.get();
+        let kind: ModelType<'_> =
+            serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
+        let (model, vocab_max) = if kind.kind == Some("WordPiece") {
+            let wp: WordPieceJson =
+                serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
+            let max = wp.vocab.values().copied().max();
+            let model = WordPiece::builder()
+                .vocab(wp.vocab)
+                .unk_token(wp.unk_token)
+                .continuing_subword_prefix(wp.continuing_subword_prefix)
+                .max_input_chars_per_word(wp.max_input_chars_per_word)
+                .build()
+                .map_err(|e| invalid(format!("model: {e}")))?;
+            (ModelWrapper::WordPiece(model), max)
+        } else {
+            let model: ModelWrapper =
+                serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
+            let max = tokenizers::Model::get_vocab(&model).into_values().max();
+            (model, max)
+        };
+        // Truncation and padding are left off: squint makes its own windows.
+        let built = TokenizerBuilder::new()
+            .with_model(model)
+            .with_normalizer(parts.normalizer)
+            .with_pre_tokenizer(parts.pre_tokenizer)
+            .with_post_processor(parts.post_processor)
+            .with_decoder(parts.decoder)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut inner = Tokenizer::from(built);
+        inner.add_tokens(&parts.added_tokens);
+        let max_id = parts
+            .added_tokens
+            .iter()
+            .filter_map(|t| inner.token_to_id(&t.content))
+            .chain(vocab_max)
+            .max()
+            .unwrap_or(0);
+        Self::finish(inner, max_id, file)
     }
 
     /// From `vocab.txt` (one token per line) and the optional `tokenizer_config.json`
@@ -114,6 +192,7 @@ impl QaTokenizer {
             None => TokenizerConfig::default(),
         };
         let lowercase = config.do_lower_case.unwrap_or(true);
+        let max_id = map.values().copied().max().unwrap_or(0);
         let wordpiece = WordPiece::builder()
             .vocab(map.into_iter().collect::<ahash::AHashMap<String, u32>>())
             .unk_token("[UNK]".into())
@@ -132,10 +211,10 @@ impl QaTokenizer {
             lowercase,
         )));
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
-        Self::finish(inner, file)
+        Self::finish(inner, max_id, file)
     }
 
-    fn finish(inner: Tokenizer, file: &str) -> Result<QaTokenizer> {
+    fn finish(inner: Tokenizer, max_id: u32, file: &str) -> Result<QaTokenizer> {
         let id = |token: &str| {
             inner.token_to_id(token).ok_or_else(|| Error::Tokenizer {
                 file: file.into(),
@@ -150,6 +229,7 @@ impl QaTokenizer {
         Ok(QaTokenizer {
             inner,
             special,
+            max_id,
             file: file.to_string(),
         })
     }
@@ -160,7 +240,7 @@ impl QaTokenizer {
 
     /// The largest token id the tokenizer can produce (checked against the embedding table).
     pub fn max_token_id(&self) -> u32 {
-        self.inner.get_vocab(true).values().copied().max().unwrap_or(0)
+        self.max_id
     }
 
     /// Token ids of a question, without special tokens.
@@ -186,5 +266,107 @@ impl QaTokenizer {
             offsets: encoding.get_offsets().to_vec(),
             words: encoding.get_word_ids().to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tokenizers`' own reader, with truncation and padding off as squint uses it.
+    fn reference(json: &[u8]) -> Tokenizer {
+        let mut t = Tokenizer::from_bytes(json).expect("tokenizers reads it");
+        t.with_truncation(None).expect("truncation off");
+        t.with_padding(None);
+        t
+    }
+
+    /// The one-pass reader builds the tokenizer `tokenizers` builds: same serialization, same
+    /// encodings, same largest id.
+    fn assert_same(json: &[u8], texts: &[&str]) {
+        let ours = QaTokenizer::from_json(json).expect("reads");
+        let theirs = reference(json);
+        assert_eq!(
+            ours.inner.to_string(false).expect("serializes"),
+            theirs.to_string(false).expect("serializes")
+        );
+        assert_eq!(
+            ours.max_token_id(),
+            theirs.get_vocab(true).into_values().max().expect("a vocabulary")
+        );
+        for text in texts {
+            let a = ours.inner.encode_char_offsets(*text, true).expect("encodes");
+            let b = theirs.encode_char_offsets(*text, true).expect("encodes");
+            assert_eq!(
+                (a.get_ids(), a.get_offsets(), a.get_word_ids()),
+                (b.get_ids(), b.get_offsets(), b.get_word_ids()),
+                "{text}"
+            );
+        }
+    }
+
+    const TEXTS: [&str; 4] = [
+        "Which name is also used to describe the Amazon rainforest in English?",
+        "Amazonía, Forêt amazonienne: 7,000,000 km² — 東京 [SEP] <extra>tokens",
+        "",
+        "   unbelievably UNAFFABLE   ",
+    ];
+
+    #[test]
+    fn bundled_tokenizer_matches_tokenizers() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/minilm-l6-squad-int8/tokenizer.json");
+        let json = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_same(&json, &TEXTS);
+    }
+
+    /// A cased vocabulary with an added token the model lacks, a template post-processor,
+    /// truncation and padding stored, and a non-WordPiece model (read by `tokenizers` itself).
+    #[test]
+    fn other_settings_match_tokenizers() {
+        let vocab = r###"{"[PAD]":0,"[UNK]":1,"[CLS]":2,"[SEP]":3,"amazon":4,"Amazon":5,"##ía":6,"tokens":7,"un":8,"##believ":9,"##ably":10}"###;
+        let json = |model: &str| {
+            format!(
+                r###"{{"version":"1.0",
+                "truncation":{{"direction":"Right","max_length":8,"strategy":"LongestFirst","stride":0}},
+                "padding":{{"strategy":"BatchLongest","direction":"Right","pad_to_multiple_of":null,"pad_id":0,"pad_type_id":0,"pad_token":"[PAD]"}},
+                "added_tokens":[
+                  {{"id":3,"content":"[SEP]","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}},
+                  {{"id":11,"content":"<extra>","single_word":false,"lstrip":true,"rstrip":false,"normalized":false,"special":true}}],
+                "normalizer":{{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":true,"strip_accents":false,"lowercase":false}},
+                "pre_tokenizer":{{"type":"BertPreTokenizer"}},
+                "post_processor":{{"type":"TemplateProcessing","single":[{{"SpecialToken":{{"id":"[CLS]","type_id":0}}}},{{"Sequence":{{"id":"A","type_id":0}}}},{{"SpecialToken":{{"id":"[SEP]","type_id":0}}}}],
+                  "pair":[{{"Sequence":{{"id":"A","type_id":0}}}},{{"Sequence":{{"id":"B","type_id":1}}}}],
+                  "special_tokens":{{"[CLS]":{{"id":"[CLS]","ids":[2],"tokens":["[CLS]"]}},"[SEP]":{{"id":"[SEP]","ids":[3],"tokens":["[SEP]"]}}}}}},
+                "decoder":{{"type":"WordPiece","prefix":"##","cleanup":true}},
+                "model":{model}}}"###
+            )
+        };
+        let wordpiece = format!(
+            r###"{{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##","max_input_chars_per_word":100,"vocab":{vocab}}}"###
+        );
+        assert_same(json(&wordpiece).as_bytes(), &TEXTS);
+        let word_level = format!(r#"{{"type":"WordLevel","vocab":{vocab},"unk_token":"[UNK]"}}"#);
+        assert_same(json(&word_level).as_bytes(), &TEXTS);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let cases = [
+            (r#"{"version":"2.0","model":{}}"#, "version '2.0'"),
+            (r#"{"version":"1.0"}"#, "model"),
+            (
+                r#"{"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{}}}"#,
+                "continuing_subword_prefix",
+            ),
+            (r#"{"model":{"type":"WordPiece""#, "EOF"),
+        ];
+        for (json, wanted) in cases {
+            let err = QaTokenizer::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains("tokenizer.json") && err.contains(wanted),
+                "{json}: {err}"
+            );
+        }
     }
 }

@@ -59,14 +59,16 @@ fn params(p: Params) -> squint_core::QaParams {
 
 impl GuestModel for LoadedModel {
     fn load(files: ModelFiles) -> Result<Model, Error> {
-        let model = BytesModel::load(ModelBytes {
-            config: &files.config,
-            tokenizer: &files.tokenizer,
-            weights_name: &files.weights_name,
-            weights: files.weights,
-            manifest: files.manifest.as_deref(),
-            digests: Default::default(),
-        })
+        let model = BytesModel::load(
+            ModelBytes {
+                config: &files.config,
+                tokenizer: &files.tokenizer,
+                weights_name: &files.weights_name,
+                weights: files.weights,
+                manifest: files.manifest.as_deref(),
+            },
+            &Default::default(),
+        )
         .map_err(error)?;
         Ok(Model::new(LoadedModel { model }))
     }
