@@ -34,9 +34,10 @@ async function ask(question, ctx) {
   await page.waitForFunction(() => ['answered', 'error'].includes(document.body.dataset.state));
 }
 
+let choice;
 test('picks relaxed SIMD only where its dot product is faster than simd128\'s', async () => {
   await page.goto(`${server.url}models/index.json`);
-  const choice = await page.evaluate(async () => (await import('/simd.js')).chooseSimd());
+  choice = await page.evaluate(async () => (await import('/simd.js')).chooseSimd());
   console.log(`SIMD choice in Chromium: ${JSON.stringify(choice)}`);
   assert.ok(choice.relaxedMs > 0 && choice.simd128Ms > 0);
   assert.equal(choice.level, choice.relaxedMs < 0.9 * choice.simd128Ms ? 'relaxed' : 'simd128');
@@ -84,6 +85,11 @@ test('a reload answers from the cached model', async () => {
   const ms = Date.now() - t0;
   assert.match(await page.textContent('#model-status'), /from the cache/);
   console.log(`cached reload to first answer: ${ms} ms (${await page.textContent('#kernel')})`);
+  // The reload used the choice remembered from the first load (the forced ?simd=relaxed page
+  // above did not overwrite it), which is the probe's.
+  const saved = JSON.parse(await page.evaluate(() => localStorage.getItem('squint-simd')));
+  assert.equal(saved.level, choice.level);
+  assert.match(await page.textContent('#kernel'), choice.level === 'relaxed' ? /relaxed SIMD/ : /SIMD128/);
 });
 
 test('a cached model that no longer checks out is dropped and downloaded again', { timeout: 120_000 }, async () => {

@@ -14,12 +14,35 @@ function showError(message) {
   state('error');
 }
 
+// The SIMD build the worker chose on an earlier visit from this browser and CPU: its probe
+// (~35 ms) would otherwise delay every load. `?simd=relaxed|simd128` overrides it.
+const SIMD_KEY = 'squint-simd';
+const agent = `${navigator.userAgent} / ${navigator.hardwareConcurrency} threads`;
+const forcedSimd = new URLSearchParams(location.search).get('simd');
+
+function rememberedSimd() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SIMD_KEY));
+    return saved?.agent === agent && ['relaxed', 'simd128'].includes(saved.level) ? saved.level : null;
+  } catch {
+    return null; // storage blocked or unreadable: probe again
+  }
+}
+
+function rememberSimd(level) {
+  try {
+    localStorage.setItem(SIMD_KEY, JSON.stringify({ agent, level }));
+  } catch {
+    // storage blocked: the next load probes again
+  }
+}
+
 function load(entry) {
   $('submit').disabled = true;
   $('download').value = 0;
   status(`Loading ${entry.precision}…`);
   state('loading');
-  worker.postMessage({ type: 'load', model: entry, level: new URLSearchParams(location.search).get('simd') });
+  worker.postMessage({ type: 'load', model: entry, level: forcedSimd ?? rememberedSimd() });
 }
 
 function renderAnswer(context, answers, ms) {
@@ -50,6 +73,7 @@ worker.onmessage = ({ data }) => {
       break;
     }
     case 'ready':
+      if (!forcedSimd) rememberSimd(data.level);
       $('download').value = 1;
       $('kernel').textContent = `${data.info.kernel} (${data.level === 'relaxed' ? 'relaxed SIMD' : 'SIMD128'})`;
       status(`Ready: ${data.info.precision}, ${data.info.layers} layers, loaded in ${Math.round(data.ms)} ms${data.cached ? ' from the cache' : ''}.`);

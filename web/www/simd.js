@@ -87,6 +87,11 @@ export function chooseSimd() {
 }
 let choice;
 
+/** Whether this engine validates the `level` build ('relaxed' or 'simd128'), without probing. */
+export function supports(level) {
+  return WebAssembly.validate(level === 'relaxed' ? RELAXED : SIMD128);
+}
+
 /** 'relaxed', 'simd128', or null when the engine has no WebAssembly SIMD at all. */
 export function simdLevel() {
   return chooseSimd().level;

@@ -1,7 +1,7 @@
 // The model lives here, off the main thread: downloads (with progress, cached with the Cache
 // API), loads into WebAssembly, answers. Messages: {type:'load', model, level?} and
 // {type:'ask', id, question, context, params}.
-import { simdLevel } from './simd.js';
+import { simdLevel, supports } from './simd.js';
 
 const CACHE = 'squint-models-v1';
 let wasm = null;
@@ -115,7 +115,8 @@ async function load({ model: entry, level }) {
   // When each phase ended (ms from t0), for web/bench-reload.mjs.
   const phases = {};
   const mark = (name) => (value) => { phases[name] = performance.now() - t0; return value; };
-  const chosen = level || simdLevel();
+  // A level from the page (forced, or chosen on an earlier visit) is used if it validates here.
+  const chosen = level && supports(level) ? level : simdLevel();
   mark('simd')();
   if (!chosen) throw new Error('this browser has no WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+)');
   // The module compiles while the files are read.
