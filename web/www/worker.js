@@ -129,6 +129,7 @@ async function load({ model: entry, level }) {
     if (!cached) throw e;
     // A cached copy that does not check out (changed or damaged on disk) is dropped and the
     // model downloaded again.
+    console.warn(`squint: the cached ${entry.id} failed its check (${e.message ?? e}); downloading it again`);
     await forget(entry);
     ({ files, cached } = await modelFiles(entry));
     model = await build(glue, entry, files, mark);
@@ -146,7 +147,12 @@ async function load({ model: entry, level }) {
 // waits for at most one of them, and none once a question came.
 function warmUp(loaded, passes) {
   if (passes === 0 || asked || model !== loaded) return;
-  loaded.forward(WARM_UP_TOKENS);
+  try {
+    loaded.forward(WARM_UP_TOKENS);
+  } catch (e) {
+    console.warn(`squint: warm-up pass failed (${e.message ?? e}); answers are unaffected`);
+    return;
+  }
   setTimeout(() => warmUp(loaded, passes - 1), 0);
 }
 

@@ -1,6 +1,6 @@
 //! A model handed over as bytes, for hosts without a filesystem (the browser module, the edge
 //! gateway's wasm guest): the files are checked against `manifest.json`, then loaded to run
-//! on one thread.
+//! on one thread — or loaded first and handed out once checked, while the host hashes them.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +58,7 @@ pub struct BytesModel {
 pub struct UncheckedModel {
     model: BytesModel,
     /// The files, kept until checked (those without a digest from the host are hashed here).
-    files: CheckedFiles,
+    files: HeldFiles,
 }
 
 impl UncheckedModel {
@@ -70,17 +70,17 @@ impl UncheckedModel {
     }
 }
 
-/// A model's files with their parsed manifest, as checked and built.
+/// A model's files held as bytes, with the parsed manifest they are checked against.
 #[derive(Debug)]
-struct CheckedFiles {
+struct HeldFiles {
     manifest: Option<Manifest>,
     files: ModelFiles,
     weights_bytes: usize,
 }
 
-impl CheckedFiles {
+impl HeldFiles {
     /// Names checked, the manifest parsed (required for INT8).
-    fn new(files: ModelBytes<'_>) -> Result<CheckedFiles> {
+    fn new(files: ModelBytes<'_>) -> Result<HeldFiles> {
         let ModelBytes {
             config,
             tokenizer,
@@ -104,7 +104,7 @@ impl CheckedFiles {
             }
             None => None,
         };
-        Ok(CheckedFiles {
+        Ok(HeldFiles {
             manifest,
             weights_bytes: weights.len(),
             files: ModelFiles {
@@ -204,7 +204,7 @@ impl BytesModel {
     /// Checks the files against the manifest (with the host's `digests`, hashing the others
     /// here), then builds the pipeline.
     pub fn load(files: ModelBytes<'_>, digests: &Digests) -> Result<BytesModel> {
-        let files = CheckedFiles::new(files)?;
+        let files = HeldFiles::new(files)?;
         files.check(digests)?;
         files.build()
     }
@@ -212,7 +212,7 @@ impl BytesModel {
     /// Checks the sizes, builds the pipeline, and leaves the digests to
     /// [`UncheckedModel::verify`].
     pub fn build_unchecked(files: ModelBytes<'_>) -> Result<UncheckedModel> {
-        let files = CheckedFiles::new(files)?;
+        let files = HeldFiles::new(files)?;
         files.check_sizes()?;
         Ok(UncheckedModel {
             model: files.build()?,
