@@ -67,7 +67,8 @@ impl Squint {
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct UncheckedSquint {
-    model: UncheckedWebModel,
+    /// Taken by `verify`.
+    model: Option<UncheckedWebModel>,
 }
 
 #[wasm_bindgen]
@@ -83,14 +84,17 @@ impl UncheckedSquint {
     ) -> Result<UncheckedSquint, JsError> {
         let files = model_bytes(config, tokenizer, weights_name, weights, manifest.as_deref());
         let model = WebModel::build_unchecked(files).map_err(|e| JsError::new(&e))?;
-        Ok(UncheckedSquint { model })
+        Ok(UncheckedSquint { model: Some(model) })
     }
 
     /// Checks the files against the manifest (`digests` as for `new Squint`; files without
     /// one are hashed here) and returns the model; this object is used up either way.
-    pub fn verify(self, digests: Option<String>) -> Result<Squint, JsError> {
-        let model = self
+    pub fn verify(&mut self, digests: Option<String>) -> Result<Squint, JsError> {
+        let unchecked = self
             .model
+            .take()
+            .ok_or_else(|| JsError::new("this UncheckedSquint was already verified (verify() uses it up)"))?;
+        let model = unchecked
             .verify(digests.as_deref().unwrap_or(""))
             .map_err(|e| JsError::new(&e))?;
         Ok(Squint { model })

@@ -107,7 +107,11 @@ async function build(glue, entry, files, mark) {
   const unchecked = new glue.UncheckedSquint(files['config.json'], files['tokenizer.json'], entry.weights,
     files[entry.weights], files['manifest.json'] ?? undefined);
   mark('build')();
-  return unchecked.verify(await sums);
+  try {
+    return unchecked.verify(await sums);
+  } finally {
+    unchecked.free(); // emptied by verify either way
+  }
 }
 
 async function load({ model: entry, level }) {
