@@ -59,6 +59,12 @@ impl ModelFiles {
     /// directory has a `manifest.json` every file it lists is checked (size and sha256); an
     /// INT8 artifact must have one.
     pub fn from_dir(dir: &std::path::Path) -> Result<ModelFiles> {
+        Self::open_unchecked(dir)?.verify()
+    }
+
+    /// As [`ModelFiles::from_dir`], with the manifest's sizes checked but not yet its sha256
+    /// digests: the files can be parsed while [`UncheckedFiles::check`] hashes them.
+    pub fn open_unchecked(dir: &std::path::Path) -> Result<UncheckedFiles> {
         if !dir.is_dir() {
             return Err(Error::Io {
                 path: dir.display().to_string(),
@@ -104,13 +110,19 @@ impl ModelFiles {
                         .into(),
             });
         }
-        if let Some(json) = manifest {
-            let manifest = crate::manifest::Manifest::from_json(&json)?;
-            for entry in &manifest.files {
-                let bytes = map_file(&dir.join(&entry.path))?;
-                manifest.verify(&entry.path, bytes.as_ref())?;
+        let pending = match manifest {
+            Some(json) => {
+                let manifest = crate::manifest::Manifest::from_json(&json)?;
+                let mut listed = Vec::with_capacity(manifest.files.len());
+                for entry in &manifest.files {
+                    let bytes = map_file(&dir.join(&entry.path))?;
+                    manifest.check_size(&entry.path, bytes.as_ref().len())?;
+                    listed.push((entry.path.clone(), bytes));
+                }
+                Some((manifest, listed))
             }
-        }
+            None => None,
+        };
         let weights = if int8.is_file() {
             WeightsFile::Safetensors {
                 name: crate::artifact::INT8_FILE.into(),
@@ -131,11 +143,48 @@ impl ModelFiles {
                         .into(),
             });
         };
-        Ok(ModelFiles {
-            config,
-            tokenizer,
-            weights,
+        Ok(UncheckedFiles {
+            files: ModelFiles {
+                config,
+                tokenizer,
+                weights,
+            },
+            pending,
         })
+    }
+}
+
+/// A model directory read by [`ModelFiles::open_unchecked`]: sizes match its manifest, digests
+/// not yet checked. Only [`UncheckedFiles::verify`] hands the files out as [`ModelFiles`].
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug)]
+pub struct UncheckedFiles {
+    files: ModelFiles,
+    /// The manifest and every file it lists, mapped (none without a manifest).
+    pending: Option<(crate::manifest::Manifest, Vec<(String, Bytes)>)>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl UncheckedFiles {
+    /// The files before their digests are checked: to build from, never to answer with.
+    pub fn unchecked(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    /// Hashes every file the manifest lists and compares it (sha256); names the first that differs.
+    pub fn check(&self) -> Result<()> {
+        if let Some((manifest, listed)) = &self.pending {
+            for (path, bytes) in listed {
+                manifest.verify(path, bytes.as_ref())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The files, once every digest matches.
+    pub fn verify(self) -> Result<ModelFiles> {
+        self.check()?;
+        Ok(self.files)
     }
 }
 

@@ -36,6 +36,8 @@ pub use config::{Activation, BertConfig};
 pub use decode::Answer;
 pub use error::{Error, Result};
 pub use exec::Executor;
+#[cfg(not(target_arch = "wasm32"))]
+pub use files::UncheckedFiles;
 pub use files::{ModelFiles, TokenizerFiles, WeightsFile};
 pub use linear::Precision;
 pub use params::QaParams;

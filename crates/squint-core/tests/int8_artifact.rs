@@ -166,6 +166,27 @@ fn truncated_tampered_and_unlisted_files_are_refused() {
         "{e}"
     );
 
+    // A tampered file that also breaks the build (the safetensors header, a config value):
+    // the digest, checked beside the build, is what the error names.
+    let mut header = good.clone();
+    header[10] ^= 0x20;
+    std::fs::write(&path, &header).unwrap();
+    let unchecked = ModelFiles::open_unchecked(dir.path()).unwrap();
+    let e = unchecked.verify().unwrap_err().to_string();
+    assert!(e.contains(INT8_FILE) && e.contains("modified"), "{e}");
+    let e = error_of(dir.path());
+    assert!(e.contains(INT8_FILE) && e.contains("modified"), "{e}");
+    std::fs::write(&path, &good).unwrap();
+    let config_path = dir.path().join("config.json");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let broken = config.replacen("\"num_hidden_layers\"", "\"num_hidden_layerz\"", 1);
+    assert_ne!(broken, config);
+    std::fs::write(&config_path, broken).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains("config.json") && e.contains("modified"), "{e}");
+    std::fs::write(&config_path, config).unwrap();
+    assert!(Pipeline::from_dir(dir.path(), PipelineOptions::default()).is_ok());
+
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     let e = error_of(dir.path());
     assert!(e.contains(INT8_FILE) && e.contains("truncated"), "{e}");
