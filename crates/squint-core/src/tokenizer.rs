@@ -46,10 +46,11 @@ pub struct QaTokenizer {
     file: String,
 }
 
-/// The parts of a `tokenizer.json`, read in one pass. `tokenizers`' own reader buffers the
+/// The parts of a `tokenizer.json`, with the model as `M`. `tokenizers`' own reader buffers the
 /// model (the 30k-entry vocabulary) twice before building it: about half of a page's model load.
+/// Read once with `M` = [`WordPieceJson`] (every BERT), else with the model kept raw.
 #[derive(Deserialize)]
-struct TokenizerJson<'a> {
+struct TokenizerJson<M> {
     version: Option<String>,
     /// Entries also carry the `id` `tokenizers` gave them; it reassigns them when adding, as here.
     #[serde(default)]
@@ -58,20 +59,32 @@ struct TokenizerJson<'a> {
     pre_tokenizer: Option<PreTokenizerWrapper>,
     post_processor: Option<PostProcessorWrapper>,
     decoder: Option<DecoderWrapper>,
-    #[serde(borrow)]
-    model: &'a RawValue,
+    model: M,
 }
 
-/// Just the model's `type` (absent in old files).
-#[derive(Deserialize)]
-struct ModelType<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<&'a str>,
+impl<M> TokenizerJson<M> {
+    /// The model apart from the rest.
+    fn split(self) -> (TokenizerJson<()>, M) {
+        let rest = TokenizerJson {
+            version: self.version,
+            added_tokens: self.added_tokens,
+            normalizer: self.normalizer,
+            pre_tokenizer: self.pre_tokenizer,
+            post_processor: self.post_processor,
+            decoder: self.decoder,
+            model: (),
+        };
+        (rest, self.model)
+    }
 }
 
-/// A `"type": "WordPiece"` model, every field required as `tokenizers` requires them.
+/// A `"type": "WordPiece"` model, every field required as `tokenizers` requires them. Read in
+/// one pass; a model of another (or no) type fails here or has another `kind`.
 #[derive(Deserialize)]
 struct WordPieceJson {
+    /// The model's `type` (absent in old files).
+    #[serde(rename = "type")]
+    kind: Option<String>,
     unk_token: String,
     continuing_subword_prefix: String,
     max_input_chars_per_word: usize,
@@ -117,30 +130,37 @@ impl QaTokenizer {
             file: file.into(),
             message,
         };
-        let parts: TokenizerJson<'_> = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
-        if let Some(version) = parts.version.as_deref().filter(|v| *v != "1.0") {
-            return Err(invalid(format!("unknown tokenizer version '{version}'")));
-        }
-        let model_json = parts.model.get();
-        let kind: ModelType<'_> =
-            serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
-        let (model, vocab_max) = if kind.kind == Some("WordPiece") {
-            let wp: WordPieceJson =
-                serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
-            let max = wp.vocab.values().copied().max();
-            let model = WordPiece::builder()
-                .vocab(wp.vocab)
-                .unk_token(wp.unk_token)
-                .continuing_subword_prefix(wp.continuing_subword_prefix)
-                .max_input_chars_per_word(wp.max_input_chars_per_word)
-                .build()
-                .map_err(|e| invalid(format!("model: {e}")))?;
-            (ModelWrapper::WordPiece(model), max)
-        } else {
-            let model: ModelWrapper =
-                serde_json::from_str(model_json).map_err(|e| invalid(format!("model: {e}")))?;
-            let max = tokenizers::Model::get_vocab(&model).into_values().max();
-            (model, max)
+        let check_version = |version: &Option<String>| match version.as_deref() {
+            Some(v) if v != "1.0" => Err(invalid(format!("unknown tokenizer version '{v}'"))),
+            _ => Ok(()),
+        };
+        // WordPiece (every BERT): one pass over the file. Anything else, or a WordPiece that
+        // does not parse as one, is read again with the model left raw for `tokenizers`' own
+        // reader, whose error names the problem.
+        let (parts, model, vocab_max) = match serde_json::from_slice::<TokenizerJson<WordPieceJson>>(bytes) {
+            Ok(parts) if parts.model.kind.as_deref() == Some("WordPiece") => {
+                let (parts, wp) = parts.split();
+                check_version(&parts.version)?;
+                let max = wp.vocab.values().copied().max();
+                let model = WordPiece::builder()
+                    .vocab(wp.vocab)
+                    .unk_token(wp.unk_token)
+                    .continuing_subword_prefix(wp.continuing_subword_prefix)
+                    .max_input_chars_per_word(wp.max_input_chars_per_word)
+                    .build()
+                    .map_err(|e| invalid(format!("model: {e}")))?;
+                (parts, ModelWrapper::WordPiece(model), max)
+            }
+            _ => {
+                let raw: TokenizerJson<&RawValue> =
+                    serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+                let (parts, raw_model) = raw.split();
+                check_version(&parts.version)?;
+                let model: ModelWrapper =
+                    serde_json::from_str(raw_model.get()).map_err(|e| invalid(format!("model: {e}")))?;
+                let max = tokenizers::Model::get_vocab(&model).into_values().max();
+                (parts, model, max)
+            }
         };
         // Truncation and padding are left off: squint makes its own windows.
         let built = TokenizerBuilder::new()
@@ -357,7 +377,7 @@ mod tests {
             (r#"{"version":"1.0"}"#, "model"),
             (
                 r#"{"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{}}}"#,
-                "continuing_subword_prefix",
+                "missing field",
             ),
             (r#"{"model":{"type":"WordPiece""#, "EOF"),
         ];
