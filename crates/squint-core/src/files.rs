@@ -63,7 +63,7 @@ impl ModelFiles {
     }
 
     /// As [`ModelFiles::from_dir`], with the manifest's sizes checked but not yet its sha256
-    /// digests: the files can be parsed while [`UncheckedFiles::check`] hashes them.
+    /// digests: see [`UncheckedFiles::build_while_checking`].
     pub fn open_unchecked(dir: &std::path::Path) -> Result<UncheckedFiles> {
         if !dir.is_dir() {
             return Err(Error::Io {
@@ -155,7 +155,7 @@ impl ModelFiles {
 }
 
 /// A model directory read by [`ModelFiles::open_unchecked`]: sizes match its manifest, digests
-/// not yet checked. Only [`UncheckedFiles::verify`] hands the files out as [`ModelFiles`].
+/// not yet checked. The files come out only through a digest check.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug)]
 pub struct UncheckedFiles {
@@ -166,13 +166,8 @@ pub struct UncheckedFiles {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl UncheckedFiles {
-    /// The files before their digests are checked: to build from, never to answer with.
-    pub fn unchecked(&self) -> &ModelFiles {
-        &self.files
-    }
-
     /// Hashes every file the manifest lists and compares it (sha256); names the first that differs.
-    pub fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if let Some((manifest, listed)) = &self.pending {
             for (path, bytes) in listed {
                 manifest.verify(path, bytes.as_ref())?;
@@ -185,6 +180,23 @@ impl UncheckedFiles {
     pub fn verify(self) -> Result<ModelFiles> {
         self.check()?;
         Ok(self.files)
+    }
+
+    /// `build(files)` while a second thread checks the digests (for a bert-base artifact the
+    /// sha256 takes about as long as the build). Its result only when they match; a mismatch
+    /// is the error even when `build` failed too, since it names the cause.
+    pub fn build_while_checking<T>(&self, build: impl FnOnce(&ModelFiles) -> Result<T>) -> Result<T> {
+        std::thread::scope(|scope| {
+            let check = scope.spawn(|| self.check());
+            let built = build(&self.files);
+            let checked = check.join().unwrap_or_else(|_| {
+                Err(Error::Io {
+                    path: crate::manifest::MANIFEST_FILE.into(),
+                    message: "the thread checking the listed files' digests panicked".into(),
+                })
+            });
+            checked.and(built)
+        })
     }
 }
 

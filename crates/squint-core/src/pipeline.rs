@@ -136,24 +136,11 @@ impl Pipeline {
         Self::new(tokenizer, model, options)
     }
 
-    /// Reads and loads a model directory. The manifest's digests are computed on a second
-    /// thread while this one builds (sha256 of a bert-base artifact takes about as long as its
-    /// build); the pipeline is returned only when they match, and a mismatch is the error
-    /// reported even when the build failed too (it names the cause).
+    /// Reads and loads a model directory, built while its manifest's digests are checked
+    /// ([`crate::UncheckedFiles::build_while_checking`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_dir(dir: &std::path::Path, options: PipelineOptions) -> Result<Pipeline> {
-        let files = ModelFiles::open_unchecked(dir)?;
-        std::thread::scope(|scope| {
-            let check = scope.spawn(|| files.check());
-            let built = Self::load(files.unchecked(), options);
-            let checked = check.join().unwrap_or_else(|_| {
-                Err(Error::Io {
-                    path: dir.display().to_string(),
-                    message: "the thread checking the manifest's digests panicked".into(),
-                })
-            });
-            checked.and(built)
-        })
+        ModelFiles::open_unchecked(dir)?.build_while_checking(|files| Self::load(files, options))
     }
 
     /// Puts a tokenizer and a model together, checking that they agree.
