@@ -98,7 +98,8 @@ std::thread_local! {
 
 /// `out = softmax(Q·Kᵀ·scale)·V` for one head. `scores` holds `queries` rows of stride
 /// `score_stride ≥ keys` (left holding the probabilities with f32 numerics, each row's
-/// `exp(score - max)` with int16 and int8, the latter with `exp_coarse`); `out` is `[queries, dim]` dense.
+/// `exp(score - max)` with int8, computed with `exp_coarse`; scratch with int16, which goes
+/// through the queries in blocks); `out` is `[queries, dim]` dense.
 pub fn attention_head(
     head: HeadInputs<'_>,
     scale: f32,

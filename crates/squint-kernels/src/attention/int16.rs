@@ -25,17 +25,29 @@ const ROW_BLOCK: usize = 6;
 /// Columns of packed B are zero-padded to a multiple of this (16 i32 lanes).
 const COL_BLOCK: usize = 16;
 
-/// Buffers reused head after head (grown, never shrunk).
+/// Query rows per block of scores (a multiple of [`ROW_BLOCK`]): a block's i32 scores for
+/// 384 keys are 36 KiB, so they and the probabilities stay in L1/L2 from product to product.
+const QUERY_BLOCK: usize = 4 * ROW_BLOCK;
+
+/// Buffers reused head after head (grown, never shrunk). B operands are `[pairs][cols]`
+/// words, column j's pair p at `p·cols + j`.
 #[derive(Default)]
 pub(super) struct Scratch {
     /// A operand: rows of i16 pairs, one i32 word per pair (low half the even element).
     a: Vec<i32>,
-    /// B operand: `[pairs][cols]` words, column j's pair p at `p·cols + j`.
-    b: Vec<i32>,
-    /// Exact products, `[rows][cols]`.
+    /// Kᵀ as a B operand.
+    keys: Vec<i32>,
+    /// V as a B operand.
+    values: Vec<i32>,
+    /// One query block's probabilities as an A operand.
+    probs: Vec<i32>,
+    /// Exact products of one query block, `[rows][cols]`.
     c: Vec<i32>,
-    /// Per-row scales of A, per-column scales of B.
+    /// Per-row scales of the last quantized rows (Q), of K's rows, and V's column factors.
     row_scale: Vec<f32>,
+    key_scale: Vec<f32>,
+    value_scale: Vec<f32>,
+    /// V's per-column quantization multipliers.
     col_scale: Vec<f32>,
     /// One row's i16 values before pairing.
     row: Vec<i16>,
@@ -127,7 +139,8 @@ fn quantize_rows(x: &[f32], stride: usize, rows: usize, width: usize, qmax: f32,
 }
 
 /// One validated head's call (keys ≥ 1, keys ≤ [`MAX_KEYS`]): `scores` (`queries` rows of
-/// stride `score_stride`) is left holding each row's `exp(score - max)`, `out` is `[queries, dim]`.
+/// stride `score_stride`) is scratch (its first rows hold `exp(score - max)` of the last
+/// query block), `out` is `[queries, dim]`.
 pub(super) struct Job<'a> {
     pub head: HeadInputs<'a>,
     pub scale: f32,
@@ -162,6 +175,8 @@ trait Product {
 }
 
 /// The whole head with one kernel family, inlined into a caller compiled for its ISA.
+/// K and V are quantized once; the queries then go through in blocks of [`QUERY_BLOCK`]
+/// rows (scores, softmax, P·V), so a block's scores and probabilities stay in cache.
 #[inline(always)]
 fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     let Job {
@@ -183,73 +198,75 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
     let qmax = qk_max(dim);
     let pairs = dim.div_ceil(2);
     let key_cols = keys.next_multiple_of(COL_BLOCK);
+    let key_pairs = keys.div_ceil(2);
+    let dim_cols = dim.next_multiple_of(COL_BLOCK);
 
     // Kᵀ as B: column j holds key j's pairs.
     quantize_rows(k, stride, keys, dim, qmax, s);
-    s.b.clear();
-    s.b.resize(pairs * key_cols, 0);
+    s.keys.clear();
+    s.keys.resize(pairs * key_cols, 0);
     for (j, words) in s.a.chunks_exact(pairs).take(keys).enumerate() {
         for (p, &w) in words.iter().enumerate() {
-            s.b[p * key_cols + j] = w;
+            s.keys[p * key_cols + j] = w;
         }
     }
-    std::mem::swap(&mut s.col_scale, &mut s.row_scale);
-
-    let rows = quantize_rows(q, stride, queries, dim, qmax, s);
-    // Every product writes all of its `c`: grown, not cleared.
-    let c = grown(&mut s.c, rows * key_cols);
-    P::product(&s.a, rows, pairs, &s.b, key_cols, c);
-
-    // Scores, softmax, and P as A: probabilities in fixed point, keys paired.
-    let key_pairs = keys.div_ceil(2);
-    s.a.clear();
-    s.a.resize(rows * key_pairs, 0);
-    s.row.clear();
-    s.row.resize(2 * key_pairs, 0);
-    let rows_out = scores
-        .chunks_mut(score_stride)
-        .zip(s.a.chunks_exact_mut(key_pairs));
-    for (i, ((dst, words), sums)) in rows_out.zip(c.chunks_exact(key_cols)).take(queries).enumerate() {
-        let row_factor = s.row_scale[i] * scale;
-        for ((d, &sum), &sk) in dst[..keys].iter_mut().zip(&sums[..keys]).zip(&s.col_scale) {
-            *d = (sum as f32 * row_factor) * sk;
-        }
-        softmax_fixed_point_generic(&mut dst[..keys], &mut s.row[..keys], ONE);
-        pair_up(&s.row, words);
-    }
+    std::mem::swap(&mut s.key_scale, &mut s.row_scale);
 
     // V as B: per-column scales, rows paired.
-    let dim_cols = dim.next_multiple_of(COL_BLOCK);
-    column_abs_max(v, stride, keys, dim, &mut s.col_scale);
-    s.row_scale.clear();
-    s.row_scale.extend(
-        s.col_scale
+    column_abs_max(v, stride, keys, dim, &mut s.value_scale);
+    s.col_scale.clear();
+    s.col_scale.extend(
+        s.value_scale
             .iter()
             .map(|&m| if m > 0.0 && m.is_finite() { ONE / m } else { 0.0 }),
     );
-    s.b.clear();
-    s.b.resize(key_pairs * dim_cols, 0);
-    for (p, words) in s.b.chunks_exact_mut(dim_cols).enumerate() {
+    s.values.clear();
+    s.values.resize(key_pairs * dim_cols, 0);
+    for (p, words) in s.values.chunks_exact_mut(dim_cols).enumerate() {
         let even = &v[2 * p * stride..][..dim];
         let odd = (2 * p + 1 < keys).then(|| &v[(2 * p + 1) * stride..][..dim]);
-        for (c, (w, &inv)) in words.iter_mut().zip(&s.row_scale).enumerate() {
+        for (c, (w, &inv)) in words.iter_mut().zip(&s.col_scale).enumerate() {
             let lo = rne((even[c] * inv).clamp(-ONE, ONE));
             let hi = odd.map_or(0, |o| rne((o[c] * inv).clamp(-ONE, ONE)));
             *w = word(lo, hi);
         }
     }
-    for m in s.col_scale.iter_mut() {
+    for m in s.value_scale.iter_mut() {
         *m = if m.is_finite() { *m / (ONE * ONE) } else { 0.0 };
     }
-    let c = grown(&mut s.c, rows * dim_cols);
-    P::product(&s.a, rows, key_pairs, &s.b, dim_cols, c);
-    for (dst, sums) in out
-        .chunks_exact_mut(dim)
-        .zip(c.chunks_exact(dim_cols))
-        .take(queries)
-    {
-        for ((d, &sum), &f) in dst.iter_mut().zip(sums).zip(&s.col_scale) {
-            *d = sum as f32 * f;
+
+    let rows = quantize_rows(q, stride, queries, dim, qmax, s);
+    s.row.clear();
+    s.row.resize(2 * key_pairs, 0);
+    for r0 in (0..rows).step_by(QUERY_BLOCK) {
+        let block = QUERY_BLOCK.min(rows - r0);
+        let real = block.min(queries.saturating_sub(r0));
+        // Every product writes all of its `c`: grown, not cleared.
+        let c = grown(&mut s.c, block * key_cols.max(dim_cols));
+        P::product(&s.a[r0 * pairs..], block, pairs, &s.keys, key_cols, c);
+
+        // Scores, softmax, and P as A: probabilities in fixed point, keys paired; the
+        // block's padding rows stay zero.
+        s.probs.clear();
+        s.probs.resize(block * key_pairs, 0);
+        let rows_out = scores
+            .chunks_mut(score_stride)
+            .zip(s.probs.chunks_exact_mut(key_pairs));
+        for (i, ((dst, words), sums)) in rows_out.zip(c.chunks_exact(key_cols)).take(real).enumerate() {
+            let row_factor = s.row_scale[r0 + i] * scale;
+            for ((d, &sum), &sk) in dst[..keys].iter_mut().zip(&sums[..keys]).zip(&s.key_scale) {
+                *d = (sum as f32 * row_factor) * sk;
+            }
+            softmax_fixed_point_generic(&mut dst[..keys], &mut s.row[..keys], ONE);
+            pair_up(&s.row, words);
+        }
+
+        P::product(&s.probs, block, key_pairs, &s.values, dim_cols, c);
+        let out_rows = out[r0 * dim..].chunks_exact_mut(dim);
+        for (dst, sums) in out_rows.zip(c.chunks_exact(dim_cols)).take(real) {
+            for ((d, &sum), &f) in dst.iter_mut().zip(sums).zip(&s.value_scale) {
+                *d = sum as f32 * f;
+            }
         }
     }
 }
