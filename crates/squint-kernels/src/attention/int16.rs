@@ -13,7 +13,7 @@
 //! - `out[i][c] = O[i][c] as f32 · (sv[c]/32767²)`.
 
 use super::HeadInputs;
-use crate::dispatch::Isa;
+use crate::dispatch::{prefetch, Isa};
 use crate::elementwise::{round_to_i16 as rne, softmax_fixed_point_generic};
 
 /// Most keys whose probability-weighted sum stays exact in i32 (see the module docs).
@@ -24,6 +24,9 @@ const ONE: f32 = 32767.0;
 const ROW_BLOCK: usize = 6;
 /// Columns of packed B are zero-padded to a multiple of this (16 i32 lanes).
 const COL_BLOCK: usize = 16;
+/// How many rows ahead of the one being read Q, K and V rows are prefetched: their lines
+/// (stride 3·hidden floats) are too far apart for the hardware prefetchers.
+const AHEAD: usize = 4;
 
 /// Query rows per block of scores (a multiple of [`ROW_BLOCK`]): a block's i32 scores for
 /// 384 keys are 36 KiB, so they and the probabilities stay in L1/L2 from product to product.
@@ -86,7 +89,10 @@ pub(super) fn abs_max(x: &[f32]) -> f32 {
 pub(super) fn column_abs_max(x: &[f32], stride: usize, rows: usize, width: usize, out: &mut Vec<f32>) {
     out.clear();
     out.resize(width, 0.0);
-    for row in x.chunks(stride).take(rows) {
+    for (r, row) in x.chunks(stride).take(rows).enumerate() {
+        if let Some(ahead) = x.get((r + AHEAD) * stride..) {
+            prefetch(ahead, width * 4);
+        }
         for (m, &v) in out.iter_mut().zip(&row[..width]) {
             if v.abs() > *m {
                 *m = v.abs();
@@ -129,6 +135,9 @@ fn quantize_rows(x: &[f32], stride: usize, rows: usize, width: usize, qmax: f32,
     s.row_scale.clear();
     s.row.resize(2 * pairs, 0);
     for (r, words) in s.a.chunks_exact_mut(pairs).take(rows).enumerate() {
+        if let Some(ahead) = x.get((r + AHEAD) * stride..) {
+            prefetch(ahead, width * 4);
+        }
         let row = &mut s.row[..width];
         s.row_scale
             .push(quantize_row(&x[r * stride..][..width], row, qmax));
