@@ -90,14 +90,20 @@ pub(super) fn column_abs_max(x: &[f32], stride: usize, rows: usize, width: usize
     out.clear();
     out.resize(width, 0.0);
     for (r, row) in x.chunks(stride).take(rows).enumerate() {
-        if let Some(ahead) = x.get((r + AHEAD) * stride..) {
-            prefetch(ahead, width * 4);
-        }
+        prefetch_row(x, r + AHEAD, stride, width);
         for (m, &v) in out.iter_mut().zip(&row[..width]) {
             if v.abs() > *m {
                 *m = v.abs();
             }
         }
+    }
+}
+
+/// Prefetches row `r` (`width` values at `x[r·stride..]`), or what of it is inside `x`.
+#[inline(always)]
+fn prefetch_row(x: &[f32], r: usize, stride: usize, width: usize) {
+    if let Some(row) = x.get(r * stride..) {
+        prefetch(&row[..width.min(row.len())]);
     }
 }
 
@@ -135,9 +141,7 @@ fn quantize_rows(x: &[f32], stride: usize, rows: usize, width: usize, qmax: f32,
     s.row_scale.clear();
     s.row.resize(2 * pairs, 0);
     for (r, words) in s.a.chunks_exact_mut(pairs).take(rows).enumerate() {
-        if let Some(ahead) = x.get((r + AHEAD) * stride..) {
-            prefetch(ahead, width * 4);
-        }
+        prefetch_row(x, r + AHEAD, stride, width);
         let row = &mut s.row[..width];
         s.row_scale
             .push(quantize_row(&x[r * stride..][..width], row, qmax));
@@ -254,10 +258,13 @@ fn attend_with<P: Product>(job: Job<'_>, s: &mut Scratch) {
         let c = grown(&mut s.c, block * key_cols.max(dim_cols));
         P::product(&s.a[r0 * pairs..], block, pairs, &s.keys, key_cols, c);
 
-        // Scores, softmax, and P as A: probabilities in fixed point, keys paired; the
-        // block's padding rows stay zero.
-        s.probs.clear();
+        // Scores, softmax, and P as A: probabilities in fixed point, keys paired. Real rows
+        // are rewritten whole below (`s.row`'s tail past `keys` stays zero); padding rows
+        // are cleared.
         s.probs.resize(block * key_pairs, 0);
+        for words in s.probs.chunks_exact_mut(key_pairs).skip(real) {
+            words.fill(0);
+        }
         let rows_out = scores
             .chunks_mut(score_stride)
             .zip(s.probs.chunks_exact_mut(key_pairs));
