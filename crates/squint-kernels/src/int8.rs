@@ -11,7 +11,7 @@
 //! fits); any other weights are widened to i16 one K block at a time and multiplied with
 //! `vpmaddwd` (u8·s8 pair sums fit i32), half the products per instruction but no second step.
 
-use crate::dispatch::Isa;
+use crate::dispatch::{prefetch, Isa};
 use crate::elementwise::{
     dequantize_row_generic, quantize_row_u8, quantize_row_u8_fixed, quantize_u8, u8_params,
 };
@@ -550,6 +550,13 @@ impl ColumnsJob<'_> {
             let (col_sums, col_scale) = (&b.col_sums[c0..c0 + cols], &col_scale[c0..c0 + cols]);
             let bias = epilogue.bias.map(|bias| &bias[c0..c0 + cols]);
             for (row, q) in quant.iter().enumerate().take(m) {
+                if row + OUT_AHEAD < m {
+                    // SAFETY: row + OUT_AHEAD < m, so these columns of that row are inside C
+                    // and this thread's own (caller's contract); the view is only read by a hint.
+                    let ahead =
+                        unsafe { std::slice::from_raw_parts(c.0.add((row + OUT_AHEAD) * ldc + c0), cols) };
+                    prefetch(ahead);
+                }
                 // SAFETY: row < m and columns c0..c0+cols are inside C (caller's contract).
                 let out = unsafe { std::slice::from_raw_parts_mut(c.0.add(row * ldc + c0), cols) };
                 let acc_row = &acc[row * NR..row * NR + cols];
@@ -571,6 +578,12 @@ impl ColumnsJob<'_> {
         PANEL_SCRATCH.with(|cell| cell.replace(scratch));
     }
 }
+
+/// How many rows ahead the epilogue prefetches its output row segment: C's rows are a page or
+/// more apart (`ldc` floats), beyond the hardware prefetchers, and a store or accumulate that
+/// misses stalls the epilogue (on Ice Lake-SP, 8-24 rows measured alike, and 5-14% faster than
+/// none on three of bert-base's four GEMMs).
+const OUT_AHEAD: usize = 12;
 
 /// Per-thread buffers of [`panel_product`].
 #[derive(Default)]
@@ -1313,9 +1326,10 @@ mod tests {
 
     proptest! {
         /// The dynamic INT8 product approximates the FP32 one within the quantization error,
-        /// with threads and epilogues, and equals the exact integer formula.
+        /// with threads and epilogues, and equals the exact integer formula (m past the
+        /// epilogue's prefetch distance, so the prefetched rows are covered).
         #[test]
-        fn quantized_matmul_matches_fp32(m in 1usize..15, k in 1usize..300, n in 1usize..140, threads in 1usize..3, seed: u64, fixed in any::<bool>()) {
+        fn quantized_matmul_matches_fp32(m in 1usize..40, k in 1usize..300, n in 1usize..140, threads in 1usize..3, seed: u64, fixed in any::<bool>()) {
             let x: Vec<f32> = bytes(m * k, seed).iter().map(|&b| b as f32 / 40.0 - 3.0).collect();
             let wq: Vec<i8> = bytes(n * k, seed ^ 7).into_iter().map(|b| b as i8).collect();
             let col_scale: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-5).collect();
