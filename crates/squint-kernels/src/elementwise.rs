@@ -232,22 +232,44 @@ pub fn exp_approx(x: f32) -> f32 {
     p * scale
 }
 
-/// `e^x` for x ≤ 0 within ~5e-5 relative (x below -87 gives 2^-126): enough for 8-bit
-/// probabilities, at about half the operations of [`exp_approx`]. `2^t = 2^n·2^f` with
-/// `t = x·log2(e)`, n the nearest integer, and the degree-4 Taylor polynomial of `2^f`.
+/// `x·log2(e) = n + f` for x ≤ 0, with n the nearest integer clamped to [-126, 0] and
+/// |f| ≤ 1/2: returns `(f, 2^n)` (x below -87 gives `(0, 2^-126)`), integer-only past the
+/// rounding so that it vectorises on every target.
 #[inline(always)]
-pub fn exp_coarse(x: f32) -> f32 {
+fn exp2_split(x: f32) -> (f32, f32) {
     const ROUND: f32 = 12_582_912.0;
     let t = (x * std::f32::consts::LOG2_E).clamp(-126.0, 0.0);
     let shifted = t + ROUND;
     let f = t - (shifted - ROUND);
     let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    const C1: f32 = std::f32::consts::LN_2;
-    const C2: f32 = 0.240_226_5;
-    const C3: f32 = 0.055_504_11;
-    const C4: f32 = 0.009_618_129;
-    let p = 1.0 + f * (C1 + f * (C2 + f * (C3 + f * C4)));
-    p * f32::from_bits(n_int.wrapping_add(127) << 23)
+    (f, f32::from_bits(n_int.wrapping_add(127) << 23))
+}
+
+/// Taylor coefficients of `2^f = Σ (f·ln2)^k / k!`.
+const EXP2_C1: f32 = std::f32::consts::LN_2;
+const EXP2_C2: f32 = 0.240_226_5;
+const EXP2_C3: f32 = 0.055_504_11;
+const EXP2_C4: f32 = 0.009_618_129;
+const EXP2_C5: f32 = 0.001_333_355_8;
+
+/// `e^x` for x ≤ 0 within ~5e-5 relative (x below -87 gives 2^-126): enough for 8-bit
+/// probabilities, at about half the operations of [`exp_approx`]. `2^t = 2^n·2^f` with
+/// `t = x·log2(e)`, n the nearest integer, and the degree-4 Taylor polynomial of `2^f`.
+#[inline(always)]
+pub fn exp_coarse(x: f32) -> f32 {
+    let (f, scale) = exp2_split(x);
+    let p = 1.0 + f * (EXP2_C1 + f * (EXP2_C2 + f * (EXP2_C3 + f * EXP2_C4)));
+    p * scale
+}
+
+/// [`exp_coarse`] with the degree-5 polynomial: within 4e-6 relative for x ≥ -12 (under 0.15 of a
+/// unit of int16 attention's `1/32767` probabilities; below, they round to 0) and 6e-6 down to
+/// -87 (`x·log2(e)` rounds), at ~2/3 the operations of [`exp_approx`].
+#[inline(always)]
+pub fn exp_fine(x: f32) -> f32 {
+    let (f, scale) = exp2_split(x);
+    let p = 1.0 + f * (EXP2_C1 + f * (EXP2_C2 + f * (EXP2_C3 + f * (EXP2_C4 + f * EXP2_C5))));
+    p * scale
 }
 
 /// `erfc(z)` for z ≥ 0, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
@@ -295,7 +317,7 @@ fn reduce(acc: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 #[inline(always)]
-fn lane_sum(x: &[f32]) -> f32 {
+pub(crate) fn lane_sum(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -375,16 +397,17 @@ pub(crate) fn round_to_i16(t: f32) -> i16 {
     (t + ROUND).to_bits().wrapping_sub(ROUND.to_bits()) as i32 as i16
 }
 
-/// [`softmax_in_place`] in fixed point: `out[j] = round_to_i16((e[j]·(1/Σe))·one)`, with `x`
-/// left holding `e[j] = exp(x[j] - max)`. The same operations in the same order as softmax
-/// followed by rounding, in two passes instead of four (inline it into a vector-ISA caller).
+/// Softmax in fixed point for int16 attention: `out[j] = round_to_i16((e[j]·(1/Σe))·one)`
+/// with `e[j] = exp_fine(x[j] - max)` left in `x` and `Σe` in [`lane_sum`]'s order: the
+/// operations of [`softmax_in_place`] and rounding, with [`exp_fine`] for its exp, in two
+/// passes (inline it into a vector-ISA caller).
 #[inline(always)]
 pub(crate) fn softmax_fixed_point_generic(x: &mut [f32], out: &mut [i16], one: f32) {
     if x.is_empty() {
         return;
     }
     let max = lane_max(x);
-    let sum = exp_shifted_sum(x, max, exp_approx);
+    let sum = exp_shifted_sum(x, max, exp_fine);
     let inv = 1.0 / sum;
     for (o, &e) in out.iter_mut().zip(x.iter()) {
         *o = round_to_i16((e * inv) * one);
@@ -628,24 +651,48 @@ mod tests {
     }
 
     #[test]
-    fn fixed_point_softmax_is_softmax_then_rounding() {
+    fn fixed_point_softmax_is_softmax_with_exp_fine_then_rounding() {
         for (len, seed) in [(1, 1), (15, 2), (16, 3), (17, 4), (384, 5), (383, 6)] {
             let x: Vec<f32> = crate::test_util::fill(len, seed)
                 .iter()
                 .map(|v| v * 12.0)
                 .collect();
-            let mut p = x.clone();
-            softmax_in_place(&mut p);
-            let want: Vec<i16> = p.iter().map(|&v| round_to_i16(v * 32767.0)).collect();
-            let (mut e, mut got) = (x.clone(), vec![0i16; len]);
-            softmax_fixed_point_generic(&mut e, &mut got, 32767.0);
-            assert_eq!(got, want, "len {len}");
             let max = x.iter().copied().fold(f32::MIN, f32::max);
-            assert!(e
-                .iter()
-                .zip(&x)
-                .all(|(a, b)| a.to_bits() == exp_approx(b - max).to_bits()));
+            let e: Vec<f32> = x.iter().map(|&v| exp_fine(v - max)).collect();
+            let inv = 1.0 / lane_sum(&e);
+            let want: Vec<i16> = e.iter().map(|&v| round_to_i16((v * inv) * 32767.0)).collect();
+            let (mut left, mut got) = (x.clone(), vec![0i16; len]);
+            softmax_fixed_point_generic(&mut left, &mut got, 32767.0);
+            assert_eq!(got, want, "len {len}");
+            assert!(left.iter().zip(&e).all(|(a, b)| a.to_bits() == b.to_bits()));
+            // Within one unit of the exact softmax, rounded.
+            let sum: f64 = x.iter().map(|&v| (v as f64 - max as f64).exp()).sum();
+            for (&q, &v) in got.iter().zip(&x) {
+                let exact = (v as f64 - max as f64).exp() / sum * 32767.0;
+                assert!((q as f64 - exact).abs() <= 0.51, "len {len}: {q} vs {exact}");
+            }
         }
+    }
+
+    #[test]
+    fn exp_fine_is_close_to_exp() {
+        // Relative error near 0 (where softmax's probabilities live) and down to -87.
+        let (mut near, mut far) = (0.0f64, 0.0f64);
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 0.000_435;
+            let want = (x as f64).exp();
+            let error = (exp_fine(x) as f64 - want).abs() / want;
+            if x >= -12.0 {
+                near = near.max(error);
+            }
+            far = far.max(error);
+        }
+        assert!(
+            near < 4e-6 && far < 6e-6,
+            "relative error {near} (x >= -12), {far}"
+        );
+        assert_eq!(exp_fine(0.0), 1.0);
+        assert_eq!(exp_fine(-1000.0), f32::MIN_POSITIVE);
     }
 
     #[test]
