@@ -665,7 +665,7 @@ mod tests {
             softmax_fixed_point_generic(&mut left, &mut got, 32767.0);
             assert_eq!(got, want, "len {len}");
             assert!(left.iter().zip(&e).all(|(a, b)| a.to_bits() == b.to_bits()));
-            // Within one unit of the exact softmax, rounded.
+            // Rounded to within half a unit of the exact softmax, plus exp_fine's error.
             let sum: f64 = x.iter().map(|&v| (v as f64 - max as f64).exp()).sum();
             for (&q, &v) in got.iter().zip(&x) {
                 let exact = (v as f64 - max as f64).exp() / sum * 32767.0;

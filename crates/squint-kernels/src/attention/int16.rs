@@ -9,8 +9,9 @@
 //!   dot of `dim` products fits i32; V quantizes per column with `qmax = 32767`.
 //! - `scores[i][j] = (S[i][j] as f32 · (sq[i]·scale)) · sk[j]`, `S = Qq·Kqᵀ` exact;
 //! - `e = exp_fine(scores[i] - max)` (a degree-5 polynomial of `2^f`, < 4e-6 relative where a
-//!   probability can be nonzero: under 0.15 of its unit), `pq = rne((e·(1/Σe))·32767)`;
-//!   `Σ pq ≤ 32767 + keys/2`, so with `|vq| ≤ 32767` the exact `O = Pq·Vq` fits i32 for `keys ≤` [`MAX_KEYS`];
+//!   probability can be nonzero: under 0.15 of its unit), `pq = rne((e·(1/Σe))·32767)`, `Σe`
+//!   in lane order; `Σ pq ≤ 32767 + keys/2`, so with `|vq| ≤ 32767` the exact `O = Pq·Vq`
+//!   fits i32 for `keys ≤` [`MAX_KEYS`];
 //! - `out[i][c] = O[i][c] as f32 · (sv[c]/32767²)`.
 
 use super::HeadInputs;
