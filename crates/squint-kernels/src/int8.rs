@@ -579,10 +579,10 @@ impl ColumnsJob<'_> {
     }
 }
 
-/// How many rows ahead the epilogue prefetches its output row segment: C's rows are a page or
-/// more apart (`ldc` floats), beyond the hardware prefetchers, and a store or accumulate that
-/// misses stalls the epilogue (on Ice Lake-SP, 8-24 rows measured alike, and 5-14% faster than
-/// none on three of bert-base's four GEMMs).
+/// How many rows ahead the epilogue prefetches its output row segment: C's rows are `ldc`
+/// floats apart (3-12 KiB in bert-base), beyond the hardware prefetchers, and a store or
+/// accumulate that misses stalls the epilogue (on Ice Lake-SP, 8-24 rows measured alike, and
+/// 5-14% faster than none on three of bert-base's four GEMMs).
 const OUT_AHEAD: usize = 12;
 
 /// Per-thread buffers of [`panel_product`].
