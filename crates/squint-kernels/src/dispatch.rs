@@ -146,9 +146,9 @@ fn has_avxvnni() -> bool {
     false
 }
 
-/// Hints the CPU to bring `data`'s cache lines into L1, for rows read at strides the hardware
-/// prefetchers do not follow (a head's rows in the fused QKV buffer, 9 KiB apart in
-/// bert-base). Only a hint: a no-op off x86-64.
+/// Hints the CPU to bring `data`'s cache lines into L1, for rows read or written at strides the
+/// hardware prefetchers do not follow (a head's rows in the fused QKV buffer, 9 KiB apart in
+/// bert-base; a GEMM epilogue's output rows). Only a hint: a no-op off x86-64.
 #[inline(always)]
 pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
